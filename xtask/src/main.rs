@@ -1,0 +1,36 @@
+//! `cargo xtask …`: project automation that needs more than `cargo test`.
+//!
+//! Each subcommand lives in its own module with an `Args` struct and a `run` function.
+
+mod bench;
+mod check_mlpackage;
+mod reference;
+mod venv;
+
+use clap::{Parser, Subcommand};
+
+/// Project automation commands.
+#[derive(Parser)]
+#[command(name = "xtask", about = "Project automation for the sd toolkit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate the reference fixtures from diffusers/transformers/numpy/PyTorch.
+    Reference(reference::Args),
+    /// Check .mlpackage files with Core ML's own tooling (coremltools).
+    CheckMlpackage(check_mlpackage::Args),
+    /// Run the benchmarks that need more than criterion (large weight sets, peers).
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Reference(args) => reference::run(args),
+        Command::CheckMlpackage(args) => check_mlpackage::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

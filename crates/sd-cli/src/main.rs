@@ -1,0 +1,25 @@
+//! `sd`: the command-line front end of the toolkit.
+
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// Convert, inspect and run Core ML Stable Diffusion packages without a Mac.
+#[derive(Parser)]
+#[command(name = "sd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a package's signature, opset, op histogram and weight sizes.
+    Inspect(inspect::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Inspect(args) => inspect::run(args),
+    }
+}

@@ -1,0 +1,247 @@
+//! `.mlpackage` directories: the manifest, `model.mlmodel` and `weights/weight.bin`.
+//!
+//! Writing goes to a temporary directory beside the destination that is renamed into place
+//! only when complete, so a failed write never leaves a half-written package.
+
+use crate::blob::{BlobFile, BlobWriter};
+use crate::proto::{read, write};
+use crate::{MilError, Model};
+use prost::Message;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::debug;
+
+const AUTHOR: &str = "com.apple.CoreML";
+const MODEL_PATH: &str = "com.apple.CoreML/model.mlmodel";
+const WEIGHTS_PATH: &str = "com.apple.CoreML/weights";
+
+/// One `itemInfoEntries` entry of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestItem {
+    /// The entry's identifier (a UUID, upper or lower case).
+    pub id: String,
+    /// Path below `Data/`.
+    pub path: String,
+    /// Item name ("model.mlmodel", "weights").
+    pub name: String,
+    /// Author ("com.apple.CoreML").
+    pub author: String,
+    /// Description.
+    pub description: String,
+}
+
+/// A parsed `Manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// `fileFormatVersion`.
+    pub file_format_version: String,
+    /// Items.
+    pub items: Vec<ManifestItem>,
+    /// Identifier of the root model item.
+    pub root_model_identifier: String,
+}
+
+impl Manifest {
+    /// Reads and checks `<package>/Manifest.json`: version no newer than 1.0.0, every item
+    /// complete and present on disk, the root item existing.
+    pub fn read(package: &Path) -> Result<Self, MilError> {
+        let path = package.join("Manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| MilError::io(&path, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| MilError::format(&path, "<json>", e.to_string()))?;
+        let field = |name: &str| -> Result<&str, MilError> {
+            v.get(name).and_then(Value::as_str).ok_or_else(|| MilError::format(&path, name, "missing or not a string"))
+        };
+        let version = field("fileFormatVersion")?.to_string();
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().ok()).collect::<Option<_>>().unwrap_or_default();
+        if parts.len() != 3 {
+            return Err(MilError::format(&path, "fileFormatVersion", format!("`{version}` is not major.minor.patch")));
+        }
+        if parts > vec![1, 0, 0] {
+            return Err(MilError::format(&path, "fileFormatVersion", format!("{version} is newer than 1.0.0")));
+        }
+        let root = field("rootModelIdentifier")?.to_string();
+        let entries = v
+            .get("itemInfoEntries")
+            .and_then(Value::as_object)
+            .ok_or_else(|| MilError::format(&path, "itemInfoEntries", "missing or not an object"))?;
+        let mut items = Vec::new();
+        for (id, e) in entries {
+            let get = |k: &str| -> Result<String, MilError> {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| MilError::format(&path, format!("itemInfoEntries.{id}.{k}"), "missing or not a string"))
+            };
+            let item = ManifestItem {
+                id: id.clone(),
+                path: get("path")?,
+                name: get("name")?,
+                author: get("author")?,
+                description: get("description")?,
+            };
+            let on_disk = package.join("Data").join(&item.path);
+            if !on_disk.exists() {
+                return Err(MilError::format(&path, format!("itemInfoEntries.{id}.path"), format!("{} does not exist", on_disk.display())));
+            }
+            items.push(item);
+        }
+        let m = Manifest { file_format_version: version, items, root_model_identifier: root };
+        if m.root().is_none() {
+            return Err(MilError::format(&path, "rootModelIdentifier", format!("no item `{}`", m.root_model_identifier)));
+        }
+        Ok(m)
+    }
+
+    /// The item with this identifier (UUIDs compare case-insensitively).
+    pub fn item(&self, id: &str) -> Option<&ManifestItem> {
+        self.items.iter().find(|i| i.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The root model item.
+    pub fn root(&self) -> Option<&ManifestItem> {
+        self.item(&self.root_model_identifier)
+    }
+
+    /// The Core ML weights item, if any.
+    pub fn weights(&self) -> Option<&ManifestItem> {
+        self.items.iter().find(|i| i.name == "weights" && i.author == AUTHOR)
+    }
+
+    /// A manifest for a new package with fresh identifiers.
+    pub fn new_package() -> Self {
+        let id = || uuid::Uuid::new_v4().to_string().to_uppercase();
+        let (model_id, weights_id) = (id(), id());
+        Manifest {
+            file_format_version: "1.0.0".into(),
+            items: vec![
+                ManifestItem {
+                    id: model_id.clone(),
+                    path: MODEL_PATH.into(),
+                    name: "model.mlmodel".into(),
+                    author: AUTHOR.into(),
+                    description: "CoreML Model Specification".into(),
+                },
+                ManifestItem {
+                    id: weights_id,
+                    path: WEIGHTS_PATH.into(),
+                    name: "weights".into(),
+                    author: AUTHOR.into(),
+                    description: "CoreML Model Weights".into(),
+                },
+            ],
+            root_model_identifier: model_id,
+        }
+    }
+
+    /// The manifest as Core ML writes it: sorted keys, 4-space indent, trailing newline.
+    pub fn to_json(&self) -> String {
+        let entries: serde_json::Map<String, Value> = self
+            .items
+            .iter()
+            .map(|i| {
+                (i.id.clone(), json!({"author": i.author, "description": i.description, "name": i.name, "path": i.path}))
+            })
+            .collect();
+        let v = json!({
+            "fileFormatVersion": self.file_format_version,
+            "itemInfoEntries": entries,
+            "rootModelIdentifier": self.root_model_identifier,
+        });
+        let mut out = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        serde::Serialize::serialize(&v, &mut ser).expect("serializing a JSON value cannot fail");
+        let mut s = String::from_utf8(out).expect("serde_json writes UTF-8");
+        s.push('\n');
+        s
+    }
+}
+
+/// Reads an `.mlpackage`: manifest, `model.mlmodel` (checked against the op catalogue) and a
+/// memory-mapped `weight.bin` whose blobs are read only when used.
+pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
+    let package = package.as_ref();
+    if !package.is_dir() {
+        return Err(MilError::io(package, std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlpackage directory")));
+    }
+    let manifest = Manifest::read(package)?;
+    let root = manifest.root().expect("checked by Manifest::read");
+    let model_path = package.join("Data").join(&root.path);
+    let bytes = std::fs::read(&model_path).map_err(|e| MilError::io(&model_path, e))?;
+    let weights = match manifest.weights() {
+        Some(item) => {
+            let p = package.join("Data").join(&item.path).join("weight.bin");
+            if p.exists() { Some(Arc::new(BlobFile::open(&p)?)) } else { None }
+        }
+        None => None,
+    };
+    let pb = read::decode(&bytes, &model_path)?;
+    let model = read::model_from_proto(&pb, weights, &model_path)?;
+    debug!(package = %package.display(), spec = model.spec_version, "package read");
+    Ok(model)
+}
+
+/// Options for [`write_package`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Replace an existing package at the destination.
+    pub overwrite: bool,
+}
+
+/// Writes `model` as an `.mlpackage` at `dest`, streaming constants into `weight.bin`. The
+/// package is assembled in a temporary directory beside `dest` and renamed into place when
+/// complete. Refuses to replace an existing `dest` unless `options.overwrite`.
+pub fn write_package(model: &Model, dest: impl AsRef<Path>, options: WriteOptions) -> Result<(), MilError> {
+    let dest = dest.as_ref();
+    if dest.exists() && !options.overwrite {
+        return Err(MilError::AlreadyExists { path: dest.to_path_buf() });
+    }
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
+    let file_name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("model.mlpackage");
+    let tmp = parent.join(format!(".{file_name}.partial-{}", uuid::Uuid::new_v4()));
+    let result = write_into(model, &tmp).and_then(|()| replace_dir(&tmp, dest));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
+    let data = dir.join("Data");
+    let weights_dir = data.join(WEIGHTS_PATH);
+    std::fs::create_dir_all(&weights_dir).map_err(|e| MilError::io(&weights_dir, e))?;
+    let weight_path = weights_dir.join("weight.bin");
+    let mut blobs = BlobWriter::create(&weight_path)?;
+    let pb = write::model_to_proto(model, &mut blobs)?;
+    let file = blobs.finish()?;
+    file.into_inner()
+        .map_err(|e| MilError::io(&weight_path, e.into_error()))?
+        .sync_all()
+        .map_err(|e| MilError::io(&weight_path, e))?;
+    let model_path = data.join(MODEL_PATH);
+    std::fs::write(&model_path, pb.encode_to_vec()).map_err(|e| MilError::io(&model_path, e))?;
+    let manifest_path = dir.join("Manifest.json");
+    std::fs::write(&manifest_path, Manifest::new_package().to_json()).map_err(|e| MilError::io(&manifest_path, e))?;
+    Ok(())
+}
+
+fn replace_dir(tmp: &Path, dest: &Path) -> Result<(), MilError> {
+    let mut old: Option<PathBuf> = None;
+    if dest.exists() {
+        let aside = tmp.with_extension("old");
+        std::fs::rename(dest, &aside).map_err(|e| MilError::io(dest, e))?;
+        old = Some(aside);
+    }
+    if let Err(e) = std::fs::rename(tmp, dest) {
+        if let Some(aside) = &old {
+            let _ = std::fs::rename(aside, dest);
+        }
+        return Err(MilError::io(dest, e));
+    }
+    if let Some(aside) = old {
+        std::fs::remove_dir_all(&aside).map_err(|e| MilError::io(&aside, e))?;
+    }
+    Ok(())
+}

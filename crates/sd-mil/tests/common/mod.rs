@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests: fixture paths and model comparison.
+#![allow(dead_code)]
+
+use sd_mil::{Binding, ConstValue, Model};
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/fixtures/apple-tiny/packages/*/*.mlpackage`, sorted.
+pub fn apple_packages() -> Vec<PathBuf> {
+    let dir = root().join("../shared/fixtures/apple-tiny/packages");
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let sub = sub.unwrap().path();
+        for p in std::fs::read_dir(&sub).unwrap() {
+            let p = p.unwrap().path();
+            if p.extension().is_some_and(|e| e == "mlpackage") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A fresh directory under `target/test-packages/<name>`; CI checks every package written
+/// there with `cargo xtask check-mlpackage`.
+pub fn out_dir(name: &str) -> PathBuf {
+    let d = root().join("target/test-packages").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn same_const(a: &ConstValue, b: &ConstValue, what: &str) {
+    assert!(a.same_contents(b), "{what}: constants differ ({:?} vs {:?})", a.ty, b.ty);
+}
+
+/// Asserts two models are equal: description, spec, and every op (type, name, inputs,
+/// outputs, attributes with their contents).
+pub fn assert_models_equal(a: &Model, b: &Model) {
+    assert_eq!(a.spec_version, b.spec_version);
+    assert_eq!(a.description, b.description);
+    assert_eq!(a.program.build_info, b.program.build_info);
+    assert_eq!(a.program.functions.len(), b.program.functions.len());
+    for (name, fa) in &a.program.functions {
+        let fb = &b.program.functions[name];
+        assert_eq!(fa.opset, fb.opset);
+        assert_eq!(fa.inputs, fb.inputs);
+        assert_eq!(fa.outputs, fb.outputs);
+        assert_eq!(fa.operations.len(), fb.operations.len());
+        for (oa, ob) in fa.operations.iter().zip(&fb.operations) {
+            assert_eq!(oa.op_type, ob.op_type);
+            assert_eq!(oa.name, ob.name);
+            assert_eq!(oa.outputs, ob.outputs, "op {}", oa.name);
+            let mut ia = oa.inputs.clone();
+            let mut ib = ob.inputs.clone();
+            ia.sort_by(|x, y| x.0.cmp(&y.0));
+            ib.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(ia.len(), ib.len(), "op {}", oa.name);
+            for ((pa, ba), (pb, bb)) in ia.iter().zip(&ib) {
+                assert_eq!(pa, pb, "op {}", oa.name);
+                assert_eq!(ba.len(), bb.len(), "op {}.{pa}", oa.name);
+                for (x, y) in ba.iter().zip(bb) {
+                    match (x, y) {
+                        (Binding::Name(x), Binding::Name(y)) => assert_eq!(x, y),
+                        (Binding::Value(x), Binding::Value(y)) => same_const(x, y, &format!("{}.{pa}", oa.name)),
+                        _ => panic!("op {}.{pa}: binding kinds differ", oa.name),
+                    }
+                }
+            }
+            assert_eq!(oa.attributes.len(), ob.attributes.len(), "op {}", oa.name);
+            for (k, va) in &oa.attributes {
+                same_const(va, &ob.attributes[k], &format!("{}.{k}", oa.name));
+            }
+        }
+    }
+}

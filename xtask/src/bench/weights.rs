@@ -120,6 +120,10 @@ pub fn run(args: Args) -> Result<()> {
     write.print();
     sync.print();
     rss::reset_peak();
+    let baseline = TempFile(dir.join(format!("sd-bench-raw-{}.bin", std::process::id())));
+    raw_write_phase(&baseline.0, write.bytes, args.piece)?.print();
+    drop(baseline);
+    rss::reset_peak();
     let (read, read_sum) = read_phase(&path.0, counts.len())?;
     read.print();
     if read_sum != written_sum {
@@ -180,6 +184,28 @@ fn write_phase(path: &Path, counts: &[u64], piece: usize) -> Result<(Phase, u64,
         peak_rss: rss::peak_bytes()?,
     };
     Ok((write, sum, sync))
+}
+
+/// The same amount of generated data written with plain `File::write_all` in pieces of the
+/// same size: what this machine's page cache allows, for comparison with the blob writer.
+fn raw_write_phase(path: &Path, bytes: u64, piece: usize) -> Result<Phase> {
+    let mut rng = XorShift(1);
+    let mut buf = vec![0u8; piece];
+    let mut clock = Stopwatch::default();
+    let mut file = clock.time(|| std::fs::File::create(path))?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(piece as u64) as usize;
+        rng.fill_f16(&mut buf[..n]);
+        clock.time(|| file.write_all(&buf[..n]))?;
+        left -= n as u64;
+    }
+    Ok(Phase {
+        what: "baseline: plain File::write_all, same bytes",
+        bytes,
+        time: clock.total,
+        peak_rss: rss::peak_bytes()?,
+    })
 }
 
 /// Accumulates the time spent in timed calls.

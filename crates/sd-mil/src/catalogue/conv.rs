@@ -1,6 +1,6 @@
 //! Spatial ops: convolution, nearest-neighbour upsampling, padding.
 
-use super::p::{konst, opt, req, since};
+use super::p::{konst, opt, req, same, same_until};
 use super::{Default, InferCtx, OpSpec, ParamForm, TypeSet};
 use crate::error::ProgramError;
 use crate::{Opset, TensorType};
@@ -100,8 +100,8 @@ pub(super) const OPS: &[OpSpec] = &[
         name: "conv",
         params: &[
             req("x", TypeSet::FLOAT),
-            req("weight", TypeSet::FLOAT),
-            opt("bias", TypeSet::FLOAT),
+            same_until(req("weight", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("bias", TypeSet::FLOAT), "x", Opset::CoreML6),
             konst("strides", TypeSet::INT32, Default::Derived),
             konst("pad_type", TypeSet::STRING, Default::Str("valid")),
             konst("pad", TypeSet::INT32, Default::Derived),
@@ -131,7 +131,7 @@ pub(super) const OPS: &[OpSpec] = &[
             req("x", TypeSet::FLOAT),
             konst("pad", TypeSet::INT32, Default::Required),
             konst("mode", TypeSet::STRING, Default::Str("constant")),
-            since(konst("constant_val", TypeSet::FLOAT, Default::Float(0.0)), Opset::CoreML5),
+            same(konst("constant_val", TypeSet::FLOAT, Default::Float(0.0)), "x"),
         ],
         since: Opset::CoreML5,
         until: None,

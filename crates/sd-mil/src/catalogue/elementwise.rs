@@ -1,12 +1,12 @@
 //! Elementwise ops: binary arithmetic and comparisons with broadcasting, unary math, cast,
 //! select and clip.
 
-use super::p::{konst, req};
+use super::p::{konst, req, same};
 use super::{Default, InferCtx, OpSpec, ParamForm, ParamSpec, TypeSet, broadcast_shapes};
 use crate::error::ProgramError;
 use crate::{DType, Opset, TensorType};
 
-const BINARY: &[ParamSpec] = &[req("x", TypeSet::NUMERIC), req("y", TypeSet::NUMERIC)];
+const BINARY: &[ParamSpec] = &[req("x", TypeSet::NUMERIC), same(req("y", TypeSet::NUMERIC), "x")];
 const LOGICAL: &[ParamSpec] = &[req("x", TypeSet::BOOL), req("y", TypeSet::BOOL)];
 const UNARY: &[ParamSpec] = &[req("x", TypeSet::FLOAT)];
 const UNARY_NUMERIC: &[ParamSpec] = &[req("x", TypeSet::NUMERIC)];
@@ -78,7 +78,7 @@ pub(super) const OPS: &[OpSpec] = ops! {
     "logical_not" => &[req("x", TypeSet::BOOL)], same_as_x;
     "sqrt" => UNARY, same_as_x;
     "exp" => UNARY, same_as_x;
-    "log" => &[req("x", TypeSet::FLOAT), konst("epsilon", TypeSet::FLOAT, Default::Float(0.0))], same_as_x;
+    "log" => &[req("x", TypeSet::FLOAT), same(konst("epsilon", TypeSet::FLOAT, Default::Float(0.0)), "x")], same_as_x;
     "cos" => UNARY, same_as_x;
     "sin" => UNARY, same_as_x;
     "tanh" => UNARY, same_as_x;
@@ -89,11 +89,11 @@ pub(super) const OPS: &[OpSpec] = ops! {
     "square" => UNARY_NUMERIC, same_as_x;
     "abs" => UNARY_NUMERIC, same_as_x;
     "sign" => UNARY_NUMERIC, same_as_x;
-    "rsqrt" => &[req("x", TypeSet::FLOAT), konst("epsilon", TypeSet::FLOAT, Default::Float(1e-12))], same_as_x;
-    "inverse" => &[req("x", TypeSet::FLOAT), konst("epsilon", TypeSet::FLOAT, Default::Float(1e-4))], same_as_x;
-    "clip" => &[req("x", TypeSet::FLOAT), konst("alpha", TypeSet::FLOAT, Default::Required), konst("beta", TypeSet::FLOAT, Default::Required)], same_as_x;
+    "rsqrt" => &[req("x", TypeSet::FLOAT), same(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-12)), "x")], same_as_x;
+    "inverse" => &[req("x", TypeSet::FLOAT), same(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-4)), "x")], same_as_x;
+    "clip" => &[req("x", TypeSet::FLOAT), same(konst("alpha", TypeSet::FLOAT, Default::Required), "x"), same(konst("beta", TypeSet::FLOAT, Default::Required), "x")], same_as_x;
     "cast" => &[req("x", TypeSet::ANY), konst("dtype", TypeSet::STRING, Default::Required)], cast;
-    "select" => &[req("cond", TypeSet::BOOL), req("a", TypeSet::ANY), req("b", TypeSet::ANY)], select;
+    "select" => &[req("cond", TypeSet::BOOL), req("a", TypeSet::ANY), same(req("b", TypeSet::ANY), "a")], select;
     "identity" => &[req("x", TypeSet::ANY)], same_as_x;
 };
 

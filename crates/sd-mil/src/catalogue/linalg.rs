@@ -1,6 +1,6 @@
 //! Linear algebra: linear, matmul, einsum.
 
-use super::p::{konst, opt, req, variadic};
+use super::p::{konst, opt, req, same, same_until, variadic};
 use super::{Default, InferCtx, OpSpec, ParamForm, TypeSet, broadcast_shapes};
 use crate::error::ProgramError;
 use crate::{Opset, TensorType};
@@ -91,7 +91,11 @@ fn einsum(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 pub(super) const OPS: &[OpSpec] = &[
     OpSpec {
         name: "linear",
-        params: &[req("x", TypeSet::FLOAT), req("weight", TypeSet::FLOAT), opt("bias", TypeSet::FLOAT)],
+        params: &[
+            req("x", TypeSet::FLOAT),
+            same_until(req("weight", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("bias", TypeSet::FLOAT), "x", Opset::CoreML6),
+        ],
         since: Opset::CoreML5,
         until: None,
         form: ParamForm::Inputs,
@@ -101,7 +105,7 @@ pub(super) const OPS: &[OpSpec] = &[
         name: "matmul",
         params: &[
             req("x", TypeSet::NUMERIC),
-            req("y", TypeSet::NUMERIC),
+            same(req("y", TypeSet::NUMERIC), "x"),
             konst("transpose_x", TypeSet::BOOL, Default::Bool(false)),
             konst("transpose_y", TypeSet::BOOL, Default::Bool(false)),
         ],

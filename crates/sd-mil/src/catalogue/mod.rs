@@ -68,6 +68,9 @@ pub struct ParamSpec {
     pub default: Default,
     /// First opset that has the parameter.
     pub since: Opset,
+    /// The parameter whose element type this one must share, and the last opset where that
+    /// rule holds (None: every opset).
+    pub same_dtype_as: Option<(&'static str, Option<Opset>)>,
 }
 
 impl ParamSpec {
@@ -153,19 +156,29 @@ pub(crate) mod p {
 
     /// A required tensor parameter.
     pub const fn req(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Required, since: Opset::CoreML5 }
+        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Required, since: Opset::CoreML5, same_dtype_as: None }
     }
     /// An optional tensor parameter with no default.
     pub const fn opt(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Absent, since: Opset::CoreML5 }
+        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Absent, since: Opset::CoreML5, same_dtype_as: None }
     }
     /// A constant parameter with a default.
     pub const fn konst(name: &'static str, types: TypeSet, default: Default) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Const, default, since: Opset::CoreML5 }
+        ParamSpec { name, types, kind: ParamKind::Const, default, since: Opset::CoreML5, same_dtype_as: None }
     }
     /// A required variadic parameter.
     pub const fn variadic(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Variadic, default: Default::Required, since: Opset::CoreML5 }
+        ParamSpec { name, types, kind: ParamKind::Variadic, default: Default::Required, since: Opset::CoreML5, same_dtype_as: None }
+    }
+    /// The same parameter, whose element type must equal that of `other`.
+    pub const fn same(mut spec: ParamSpec, other: &'static str) -> ParamSpec {
+        spec.same_dtype_as = Some((other, None));
+        spec
+    }
+    /// The same parameter, whose element type must equal that of `other` up to opset `until`.
+    pub const fn same_until(mut spec: ParamSpec, other: &'static str, until: Opset) -> ParamSpec {
+        spec.same_dtype_as = Some((other, Some(until)));
+        spec
     }
     /// The same parameter, first present in `opset`.
     pub const fn since(mut spec: ParamSpec, opset: Opset) -> ParamSpec {

@@ -1,6 +1,6 @@
 //! Normalizations: layer, instance and batch norm.
 
-use super::p::{konst, opt, req};
+use super::p::{konst, opt, req, same_until};
 use super::{Default, InferCtx, OpSpec, ParamForm, TypeSet};
 use crate::error::ProgramError;
 use crate::{Opset, TensorType};
@@ -49,9 +49,9 @@ pub(super) const OPS: &[OpSpec] = &[
         params: &[
             req("x", TypeSet::FLOAT),
             konst("axes", TypeSet::INT32, Default::Derived),
-            opt("gamma", TypeSet::FLOAT),
-            opt("beta", TypeSet::FLOAT),
-            konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+            same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
         ],
         since: Opset::CoreML5,
         until: None,
@@ -62,9 +62,9 @@ pub(super) const OPS: &[OpSpec] = &[
         name: "instance_norm",
         params: &[
             req("x", TypeSet::FLOAT),
-            opt("gamma", TypeSet::FLOAT),
-            opt("beta", TypeSet::FLOAT),
-            konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+            same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
         ],
         since: Opset::CoreML5,
         until: None,
@@ -75,11 +75,11 @@ pub(super) const OPS: &[OpSpec] = &[
         name: "batch_norm",
         params: &[
             req("x", TypeSet::FLOAT),
-            req("mean", TypeSet::FLOAT),
-            req("variance", TypeSet::FLOAT),
-            opt("gamma", TypeSet::FLOAT),
-            opt("beta", TypeSet::FLOAT),
-            konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+            same_until(req("mean", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(req("variance", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
+            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
         ],
         since: Opset::CoreML5,
         until: None,

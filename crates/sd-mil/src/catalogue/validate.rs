@@ -102,6 +102,24 @@ pub fn infer_op<'a>(
             }
         }
     }
+    for (param, infos) in &args {
+        let Some((other, until)) = spec.param(param).and_then(|ps| ps.same_dtype_as) else { continue };
+        if until.is_some_and(|u| opset > u) {
+            continue;
+        }
+        let want = args.iter().find(|(p, _)| *p == other).and_then(|(_, v)| v.first()).map(|v| v.ty.dtype);
+        if let (Some(want), Some(found)) = (want, infos.first().map(|v| v.ty.dtype))
+            && want != found
+        {
+            return Err(ProgramError::WrongType {
+                op: op.name.clone(),
+                op_type: op.op_type.clone(),
+                param: param.to_string(),
+                expected: format!("{want} (the type of `{other}`)"),
+                found: found.name().to_string(),
+            });
+        }
+    }
     for ps in spec.params.iter().filter(|p| p.required() && opset >= p.since) {
         if !args.iter().any(|(p, _)| *p == ps.name) {
             return Err(ProgramError::MissingInput {

@@ -79,3 +79,12 @@ pub fn assert_models_equal(a: &Model, b: &Model) {
         }
     }
 }
+
+/// A fresh scratch directory under `target/test-scratch/<name>` for packages a test corrupts
+/// on purpose (not checked by CI).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = root().join("target/test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,377 @@
+//! A diffusers pipeline folder and the conversions `sd convert` offers, with Apple's output
+//! names and model signatures.
+
+use crate::attention::AttentionImpl;
+use crate::clip::{self, ClipOutputs};
+use crate::config::{self, ClipTextConfig, ModelIndex, UNetConfig, VaeConfig};
+use crate::error::{ConvertError, Result};
+use crate::nn::{Net, Precision};
+use crate::unet::{self, UNetOptions};
+use crate::vae;
+use crate::weights::WeightStore;
+use sd_mil::{Model, Opset, Program, Var};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// `--min-deployment-target`: decides the opset and specification version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeploymentTarget {
+    /// macOS 13 / iOS 16: spec 7, CoreML6 (Apple's default).
+    #[default]
+    MacOS13,
+    /// macOS 14 / iOS 17: spec 8, CoreML7.
+    MacOS14,
+    /// macOS 15 / iOS 18: spec 9, CoreML8.
+    MacOS15,
+}
+
+impl DeploymentTarget {
+    /// The opset programs are written in.
+    pub fn opset(self) -> Opset {
+        match self {
+            DeploymentTarget::MacOS13 => Opset::CoreML6,
+            DeploymentTarget::MacOS14 => Opset::CoreML7,
+            DeploymentTarget::MacOS15 => Opset::CoreML8,
+        }
+    }
+}
+
+impl FromStr for DeploymentTarget {
+    type Err = ConvertError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "macOS13" | "iOS16" => Ok(DeploymentTarget::MacOS13),
+            "macOS14" | "iOS17" => Ok(DeploymentTarget::MacOS14),
+            "macOS15" | "iOS18" => Ok(DeploymentTarget::MacOS15),
+            _ => Err(ConvertError::Invalid(format!(
+                "unknown deployment target `{s}` (macOS13, macOS14, macOS15, iOS16, iOS17, iOS18)"
+            ))),
+        }
+    }
+}
+
+/// Options shared by every conversion (the flags of Apple's `torch2coreml`).
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Attention form of UNets and ControlNets.
+    pub attention: AttentionImpl,
+    /// Weights and activations fp16 (default) or fp32.
+    pub precision: Precision,
+    /// Opset / specification version.
+    pub target: DeploymentTarget,
+    /// Latent height (default: the UNet's `sample_size`).
+    pub latent_h: Option<usize>,
+    /// Latent width (default: the UNet's `sample_size`).
+    pub latent_w: Option<usize>,
+    /// UNet batch 1 instead of 2.
+    pub unet_batch_one: bool,
+    /// Text tokens (77).
+    pub seq_len: usize,
+    /// Weight file variant to read ("fp16"); None prefers the plain files.
+    pub variant: Option<String>,
+    /// Text encoder outputs.
+    pub text_outputs: ClipOutputs,
+    /// `--model-version` as given, for metadata.
+    pub model_version: String,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            attention: AttentionImpl::SplitEinsum,
+            precision: Precision::Float16,
+            target: DeploymentTarget::MacOS13,
+            latent_h: None,
+            latent_w: None,
+            unet_batch_one: false,
+            seq_len: 77,
+            variant: None,
+            text_outputs: ClipOutputs::LastHidden,
+            model_version: String::new(),
+        }
+    }
+}
+
+/// A network `sd convert` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// `text_encoder`.
+    TextEncoder,
+    /// `unet`.
+    Unet,
+    /// `control-unet`: the UNet with `additional_residual_*` inputs.
+    ControlUnet,
+    /// `vae_decoder`.
+    VaeDecoder,
+    /// `vae_encoder`.
+    VaeEncoder,
+    /// A ControlNet from its own diffusers folder.
+    ControlNet(PathBuf),
+}
+
+impl Component {
+    /// The suffix in Apple's file names.
+    pub fn suffix(&self) -> String {
+        match self {
+            Component::TextEncoder => "text_encoder".into(),
+            Component::Unet => "unet".into(),
+            Component::ControlUnet => "control-unet".into(),
+            Component::VaeDecoder => "vae_decoder".into(),
+            Component::VaeEncoder => "vae_encoder".into(),
+            Component::ControlNet(p) => controlnet_name(p),
+        }
+    }
+
+    /// Apple's package name for this component of `model_version`:
+    /// `Stable_Diffusion_version_<version with / → _>_<sub>.mlpackage`, ControlNets
+    /// `ControlNet_<name>.mlpackage`.
+    pub fn package_name(&self, model_version: &str) -> String {
+        match self {
+            Component::ControlNet(p) => format!("ControlNet_{}.mlpackage", controlnet_name(p)),
+            _ => format!("Stable_Diffusion_version_{}_{}.mlpackage", model_version.replace('/', "_"), self.suffix()),
+        }
+    }
+
+    /// The name in the Swift package's `Resources/` folder.
+    pub fn resource_name(&self) -> String {
+        match self {
+            Component::TextEncoder => "TextEncoder.mlpackage".into(),
+            Component::Unet => "Unet.mlpackage".into(),
+            Component::ControlUnet => "ControlledUnet.mlpackage".into(),
+            Component::VaeDecoder => "VAEDecoder.mlpackage".into(),
+            Component::VaeEncoder => "VAEEncoder.mlpackage".into(),
+            Component::ControlNet(p) => format!("controlnet/{}.mlpackage", title_case(&controlnet_name(p))),
+        }
+    }
+}
+
+fn controlnet_name(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let s = s.trim_end_matches('/');
+    let parts: Vec<&str> = s.rsplit('/').take(2).collect();
+    // Hub ids "owner/name" → "owner_name"; local folders → their last component.
+    let name = if p.exists() { parts[0].to_string() } else { s.replace('/', "_") };
+    name
+}
+
+fn title_case(s: &str) -> String {
+    s.split(|c: char| c == '_' || c == '-')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A local diffusers pipeline folder.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Its `model_index.json`, when present.
+    pub index: Option<ModelIndex>,
+}
+
+fn describe(model: &mut Model, inputs: &[(&str, &str)], outputs: &[(&str, &str)]) {
+    for f in &mut model.description.inputs {
+        if let Some((_, d)) = inputs.iter().find(|(n, _)| f.name.starts_with(n)) {
+            f.short_description = d.to_string();
+        }
+    }
+    for f in &mut model.description.outputs {
+        if let Some((_, d)) = outputs.iter().find(|(n, _)| f.name.starts_with(n)) {
+            f.short_description = d.to_string();
+        }
+    }
+}
+
+impl Pipeline {
+    /// Opens a diffusers folder (a `model_index.json` is optional: a folder holding only the
+    /// components needed works too).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(ConvertError::Io {
+                path: dir,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such diffusers folder"),
+            });
+        }
+        let index = if dir.join("model_index.json").is_file() { Some(ModelIndex::read(&dir)?) } else { None };
+        Ok(Pipeline { dir, index })
+    }
+
+    /// Whether a component folder with a config exists.
+    pub fn has(&self, component: &str) -> bool {
+        self.dir.join(component).join("config.json").is_file()
+    }
+
+    fn weights(&self, component: &str, o: &ConvertOptions) -> Result<WeightStore> {
+        WeightStore::open_component(self.dir.join(component), o.variant.as_deref())
+    }
+
+    /// The UNet configuration.
+    pub fn unet_config(&self) -> Result<UNetConfig> {
+        config::load(self.dir.join("unet/config.json"))
+    }
+
+    /// Latent size from the options or the UNet's `sample_size` (64 when neither says).
+    pub fn latent_size(&self, o: &ConvertOptions) -> Result<(usize, usize)> {
+        let default = match self.unet_config() {
+            Ok(c) => c.sample_size,
+            Err(_) => None,
+        }
+        .or_else(|| {
+            config::load::<VaeConfig>(self.dir.join("vae/config.json")).ok().and_then(|v| {
+                v.sample_size.map(|s| s / vae::scale_factor(&v))
+            })
+        })
+        .unwrap_or(64);
+        Ok((o.latent_h.unwrap_or(default), o.latent_w.unwrap_or(default)))
+    }
+
+    fn finish(&self, net: Net<'_>, outs: Vec<Var>, o: &ConvertOptions, what: &str) -> Result<Model> {
+        let refs: Vec<&Var> = outs.iter().collect();
+        let f = net.fb.finish(&refs)?;
+        let mut program = Program::with_main(f);
+        program.build_info.insert("sd-convert.version".into(), env!("CARGO_PKG_VERSION").into());
+        let mut model = Model::from_program(program)?;
+        let md = &mut model.description.metadata;
+        md.short_description = format!(
+            "Stable Diffusion {what}, converted from diffusers weights by sd-convert. Please refer to https://arxiv.org/abs/2112.10752 for details."
+        );
+        md.version_string = o.model_version.clone();
+        md.author = format!("Please refer to the Model Card of {}", o.model_version);
+        md.user_defined.insert("sd-convert.version".into(), env!("CARGO_PKG_VERSION").into());
+        md.user_defined.insert("sd-convert.attention-implementation".into(), o.attention.to_string());
+        md.user_defined.insert(
+            "sd-convert.precision".into(),
+            if o.precision == Precision::Float16 { "float16" } else { "float32" }.into(),
+        );
+        md.user_defined.insert("sd-convert.source".into(), self.dir.display().to_string());
+        Ok(model)
+    }
+
+    /// The text encoder (`text_encoder/`).
+    pub fn text_encoder(&self, o: &ConvertOptions) -> Result<Model> {
+        let path = self.dir.join("text_encoder/config.json");
+        let cfg: ClipTextConfig = config::load(&path)?;
+        cfg.check(&path)?;
+        let w = self.weights("text_encoder", o)?;
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = clip::build(&mut net, &cfg, o.seq_len, o.text_outputs)?;
+        let mut m = self.finish(net, outs, o, "text encoder")?;
+        describe(
+            &mut m,
+            &[("input_ids", "The token ids that represent the input text")],
+            &[
+                ("last_hidden_state", "The token embeddings as encoded by the Transformer model"),
+                ("pooled_outputs", "The version of the `last_hidden_state` output after pooling"),
+                ("hidden_embeds", "The penultimate hidden state of the Transformer model"),
+            ],
+        );
+        Ok(m)
+    }
+
+    fn unet_options(&self, o: &ConvertOptions, control: bool) -> Result<UNetOptions> {
+        let (h, w) = self.latent_size(o)?;
+        Ok(UNetOptions {
+            batch: if o.unet_batch_one { 1 } else { 2 },
+            latent_h: h,
+            latent_w: w,
+            seq_len: o.seq_len,
+            attention: o.attention,
+            controlnet_inputs: control,
+        })
+    }
+
+    /// The UNet (`unet/`); with `control`, the control-unet taking `additional_residual_*`.
+    pub fn unet(&self, o: &ConvertOptions, control: bool) -> Result<Model> {
+        let path = self.dir.join("unet/config.json");
+        let cfg: UNetConfig = config::load(&path)?;
+        let layout = cfg.check(&path, false)?;
+        let w = self.weights("unet", o)?;
+        let uo = self.unet_options(o, control)?;
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = unet::build_unet(&mut net, &cfg, &layout, &uo)?;
+        let mut m = self.finish(net, outs, o, if control { "control-unet" } else { "UNet" })?;
+        describe(&mut m, UNET_INPUTS, &[("noise_pred", "Same shape and dtype as the `sample` input. The predicted noise to facilitate the reverse diffusion (denoising) process")]);
+        Ok(m)
+    }
+
+    /// The VAE decoder (`vae/`: post_quant_conv + decoder).
+    pub fn vae_decoder(&self, o: &ConvertOptions) -> Result<Model> {
+        let path = self.dir.join("vae/config.json");
+        let cfg: VaeConfig = config::load(&path)?;
+        cfg.check(&path)?;
+        let w = self.weights("vae", o)?;
+        let (h, wd) = self.latent_size(o)?;
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = vae::build_decoder(&mut net, &cfg, h, wd)?;
+        let mut m = self.finish(net, outs, o, "VAE decoder")?;
+        describe(
+            &mut m,
+            &[("z", "The denoised latent embeddings from the unet model after the last step of reverse diffusion")],
+            &[("image", "Generated image normalized to range [-1, 1]")],
+        );
+        Ok(m)
+    }
+
+    /// The VAE encoder (`vae/`: encoder + quant_conv).
+    pub fn vae_encoder(&self, o: &ConvertOptions) -> Result<Model> {
+        let path = self.dir.join("vae/config.json");
+        let cfg: VaeConfig = config::load(&path)?;
+        cfg.check(&path)?;
+        let w = self.weights("vae", o)?;
+        let (h, wd) = self.latent_size(o)?;
+        let f = vae::scale_factor(&cfg);
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = vae::build_encoder(&mut net, &cfg, h * f, wd * f)?;
+        let mut m = self.finish(net, outs, o, "VAE encoder")?;
+        describe(
+            &mut m,
+            &[("x", "The input image to base the initial latents on normalized to range [-1, 1]")],
+            &[("latent", "The latent embeddings from the unet model from the input image.")],
+        );
+        Ok(m)
+    }
+
+    /// A ControlNet from its own diffusers folder (config.json + weights), at this pipeline's
+    /// latent size.
+    pub fn controlnet(&self, controlnet_dir: &Path, o: &ConvertOptions) -> Result<Model> {
+        let path = controlnet_dir.join("config.json");
+        let cfg: UNetConfig = config::load(&path)?;
+        let layout = cfg.check(&path, true)?;
+        let w = WeightStore::open_component(controlnet_dir, o.variant.as_deref())?;
+        let uo = self.unet_options(o, false)?;
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = unet::build_controlnet(&mut net, &cfg, &layout, &uo)?;
+        let mut m = self.finish(net, outs, o, "ControlNet")?;
+        let mut inputs = UNET_INPUTS.to_vec();
+        inputs.push(("controlnet_cond", "An image in [0, 1] that conditions the generation"));
+        describe(&mut m, &inputs, &[("additional_residual", "Residual added to the UNet's down path (the last one to its mid block)")]);
+        Ok(m)
+    }
+
+    /// Builds `component`.
+    pub fn build(&self, component: &Component, o: &ConvertOptions) -> Result<Model> {
+        match component {
+            Component::TextEncoder => self.text_encoder(o),
+            Component::Unet => self.unet(o, false),
+            Component::ControlUnet => self.unet(o, true),
+            Component::VaeDecoder => self.vae_decoder(o),
+            Component::VaeEncoder => self.vae_encoder(o),
+            Component::ControlNet(p) => self.controlnet(p, o),
+        }
+    }
+}
+
+const UNET_INPUTS: &[(&str, &str)] = &[
+    ("sample", "The low resolution latent feature maps being denoised through reverse diffusion"),
+    ("timestep", "A value emitted by the associated scheduler object to condition the model on a given noise schedule"),
+    (
+        "encoder_hidden_states",
+        "Output embeddings from the associated text_encoder model to condition to generated image on text. A maximum of 77 tokens (~40 words) are allowed. Longer text is truncated. Shorter text does not reduce computation.",
+    ),
+    ("additional_residual", "Residual from a ControlNet, added to the matching down-path state"),
+];

@@ -1,0 +1,210 @@
+//! Linear algebra: linear, matmul, einsum (as permute + batched matmul), attention.
+
+use super::activation::softmax;
+use super::util::{self, axis, broadcast, dims, expand, permute, reshape, to_mask, to_rank};
+use super::{Ctx, KResult, KernelError, Registry, Val};
+use crate::backend::RtBackend;
+use burn::tensor::ops::FloatTensor;
+
+pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
+    r.insert("linear", linear);
+    r.insert("matmul", matmul);
+    r.insert("einsum", einsum);
+    r.insert("scaled_dot_product_attention", sdpa);
+    r.insert(crate::passes::ATTENTION_OP, fused_attention);
+}
+
+/// Batched matmul with numpy batch broadcasting; both operands of rank ≥ 2.
+pub fn matmul_nd<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<FloatTensor<B>> {
+    let (da, db) = (dims::<B>(&a), dims::<B>(&b));
+    let r = da.len().max(db.len());
+    let (a, b) = (to_rank::<B>(a, r), to_rank::<B>(b, r));
+    let (da, db) = (dims::<B>(&a), dims::<B>(&b));
+    if da[r - 1] != db[r - 2] {
+        return Err(KernelError::new(format!("matmul of {da:?} and {db:?}: inner dimensions differ")));
+    }
+    let batch = broadcast(&da[..r - 2], &db[..r - 2])?;
+    let mut sa = batch.clone();
+    sa.extend_from_slice(&da[r - 2..]);
+    let mut sb = batch;
+    sb.extend_from_slice(&db[r - 2..]);
+    Ok(B::float_matmul(expand::<B>(a, &sa), expand::<B>(b, &sb)))
+}
+
+fn swap_last<B: RtBackend>(t: FloatTensor<B>) -> FloatTensor<B> {
+    let r = dims::<B>(&t).len();
+    B::float_swap_dims(t, r - 2, r - 1)
+}
+
+fn matmul<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let (tx, ty) = (c.bool("transpose_x")?, c.bool("transpose_y")?);
+    let (x, y) = (c.tensor("x")?, c.tensor("y")?);
+    let (xv, yv) = (x.rank() == 1, y.rank() == 1);
+    let mut a = if xv { reshape::<B>(x.t, &[1, x.shape()[0]]) } else { x.t };
+    let mut b = if yv { reshape::<B>(y.t, &[y.shape()[0], 1]) } else { y.t };
+    if tx && !xv {
+        a = swap_last::<B>(a);
+    }
+    if ty && !yv {
+        b = swap_last::<B>(b);
+    }
+    let out = matmul_nd::<B>(a, b)?;
+    let shape = c.out(0)?.shape.clone();
+    Ok(vec![c.val(reshape::<B>(out, &shape), 0)?])
+}
+
+/// x·Wᵀ + b for x of any rank ≥ 1 and W [Dout, Din].
+pub fn linear_fn<B: RtBackend>(x: FloatTensor<B>, w: FloatTensor<B>, bias: Option<FloatTensor<B>>) -> KResult<FloatTensor<B>> {
+    let dx = dims::<B>(&x);
+    let dw = dims::<B>(&w);
+    let din = *dx.last().ok_or_else(|| KernelError::param("x", "rank 0"))?;
+    if dw.len() != 2 || dw[1] != din {
+        return Err(KernelError::param("weight", format!("{dw:?} does not apply to {dx:?}")));
+    }
+    let m = dx.iter().product::<usize>() / din.max(1);
+    let x2 = reshape::<B>(x, &[m, din]);
+    let mut y = B::float_matmul(x2, permute::<B>(w, &[1, 0]));
+    if let Some(b) = bias {
+        y = B::float_add(y, expand::<B>(reshape::<B>(b, &[1, dw[0]]), &[m, dw[0]]));
+    }
+    let mut out = dx;
+    *out.last_mut().unwrap() = dw[0];
+    Ok(reshape::<B>(y, &out))
+}
+
+fn linear<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let x = c.tensor("x")?;
+    let w = c.tensor("weight")?;
+    let b = c.opt_tensor("bias")?;
+    Ok(vec![c.val(linear_fn::<B>(x.t, w.t, b.map(|b| b.t))?, 0)?])
+}
+
+/// Two-operand einsum without repeated indices within a term: indices only in one input
+/// and not in the output are summed first; then both operands are permuted to
+/// [batch, free, contracted] / [batch, contracted, free] and multiplied.
+pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<FloatTensor<B>> {
+    let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, out) = eq.split_once("->").ok_or_else(|| KernelError::param("equation", format!("`{eq}` has no `->`")))?;
+    let (ta, tb) = lhs.split_once(',').ok_or_else(|| KernelError::param("equation", format!("`{eq}` needs two terms")))?;
+    let (ta, tb, to): (Vec<char>, Vec<char>, Vec<char>) = (ta.chars().collect(), tb.chars().collect(), out.chars().collect());
+    for t in [&ta, &tb, &to] {
+        let mut s = t.clone();
+        s.sort_unstable();
+        s.dedup();
+        if s.len() != t.len() {
+            return Err(KernelError::param("equation", format!("`{eq}`: repeated index within a term")));
+        }
+    }
+    let (mut a, mut b) = (a, b);
+    let (mut ta, mut tb) = (ta, tb);
+    // Sum indices that appear in one operand only and not in the output.
+    for (t, other, x) in [(&mut ta, &tb, &mut a), (&mut tb, &ta, &mut b)] {
+        let mut i = 0;
+        while i < t.len() {
+            if !other.contains(&t[i]) && !to.contains(&t[i]) {
+                let mut d = dims::<B>(x);
+                *x = B::float_sum_dim(x.clone(), i);
+                d.remove(i);
+                *x = reshape::<B>(x.clone(), &d);
+                t.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    let (da, db) = (dims::<B>(&a), dims::<B>(&b));
+    if da.len() != ta.len() || db.len() != tb.len() {
+        return Err(KernelError::param("values", format!("`{eq}` does not index shapes {da:?}, {db:?}")));
+    }
+    let size = |c: char| -> usize {
+        ta.iter().position(|x| *x == c).map(|i| da[i]).or_else(|| tb.iter().position(|x| *x == c).map(|i| db[i])).unwrap_or(1)
+    };
+    let batch: Vec<char> = to.iter().copied().filter(|c| ta.contains(c) && tb.contains(c)).collect();
+    let free_a: Vec<char> = to.iter().copied().filter(|c| ta.contains(c) && !tb.contains(c)).collect();
+    let free_b: Vec<char> = to.iter().copied().filter(|c| tb.contains(c) && !ta.contains(c)).collect();
+    let contr: Vec<char> = ta.iter().copied().filter(|c| tb.contains(c) && !to.contains(c)).collect();
+    if to.iter().any(|c| !ta.contains(c) && !tb.contains(c)) {
+        return Err(KernelError::param("equation", format!("`{eq}`: output index not in the inputs")));
+    }
+    let pos = |t: &[char], cs: &[char]| -> Vec<usize> { cs.iter().map(|c| t.iter().position(|x| x == c).unwrap()).collect() };
+    let prod = |cs: &[char]| cs.iter().map(|c| size(*c)).product::<usize>();
+    let (nb, nfa, nfb, nc) = (prod(&batch), prod(&free_a), prod(&free_b), prod(&contr));
+    let pa: Vec<usize> = [pos(&ta, &batch), pos(&ta, &free_a), pos(&ta, &contr)].concat();
+    let pb: Vec<usize> = [pos(&tb, &batch), pos(&tb, &contr), pos(&tb, &free_b)].concat();
+    let a3 = reshape::<B>(permute::<B>(a, &pa), &[nb, nfa, nc]);
+    let b3 = reshape::<B>(permute::<B>(b, &pb), &[nb, nc, nfb]);
+    let y = B::float_matmul(a3, b3);
+    let order: Vec<char> = [batch.clone(), free_a.clone(), free_b.clone()].concat();
+    let shape: Vec<usize> = order.iter().map(|c| size(*c)).collect();
+    let y = reshape::<B>(y, &shape);
+    let perm: Vec<usize> = to.iter().map(|c| order.iter().position(|x| x == c).unwrap()).collect();
+    Ok(permute::<B>(y, &perm))
+}
+
+fn einsum<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let eq = c.string("equation")?;
+    let vals = c.tensors("values")?;
+    let [a, b]: [Val<B>; 2] = vals.try_into().map_err(|_| KernelError::param("values", "einsum needs two values"))?;
+    Ok(vec![c.val(einsum_fn::<B>(&eq, a.t, b.t)?, 0)?])
+}
+
+/// softmax(q·kᵀ·scale + mask)·v over the last two axes; `mask` is additive.
+pub fn attention<B: RtBackend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    scale: f32,
+    mask: Option<FloatTensor<B>>,
+) -> KResult<FloatTensor<B>> {
+    let mut s = matmul_nd::<B>(q, swap_last::<B>(k))?;
+    if scale != 1.0 {
+        s = B::float_mul_scalar(s, scale.into());
+    }
+    if let Some(m) = mask {
+        let sd = dims::<B>(&s);
+        s = B::float_add(s, expand::<B>(m, &sd));
+    }
+    let r = dims::<B>(&s).len();
+    let p = softmax::<B>(s, r - 1);
+    matmul_nd::<B>(p, v)
+}
+
+fn sdpa<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let (q, k, v) = (c.tensor("query")?, c.tensor("key")?, c.tensor("value")?);
+    let e = *q.shape().last().unwrap_or(&1);
+    let mask = match c.opt_tensor("attn_mask")? {
+        Some(m) if m.dtype == sd_mil::DType::Bool => {
+            // True takes part in attention; false gets −inf.
+            let d = m.shape();
+            let keep = to_mask::<B>(m.t);
+            let zeros = util::full::<B>(&d, f32::NEG_INFINITY, c.device);
+            Some(B::float_mask_where(zeros, keep, util::full::<B>(&d, 0.0, c.device)))
+        }
+        Some(m) => Some(m.t),
+        None => None,
+    };
+    Ok(vec![c.val(attention::<B>(q.t, k.t, v.t, 1.0 / (e as f32).sqrt(), mask)?, 0)?])
+}
+
+/// The fused split-einsum attention (see `passes::attention`): q, k, v in the (B, C, 1, S)
+/// layout, `heads` heads of C/heads channels; output (B, C, 1, Sq).
+fn fused_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let heads = c.int("heads")? as usize;
+    let scale = c.float("scale")?;
+    let (q, k, v) = (c.tensor("q")?, c.tensor("k")?, c.tensor("v")?);
+    let (dq, dk) = (q.shape(), k.shape());
+    if dq.len() != 4 || dk.len() != 4 || dq[1] % heads != 0 {
+        return Err(KernelError::new(format!("fused attention needs (B, C, 1, S) operands, got {dq:?}, {dk:?}")));
+    }
+    let (b, ch, sq, sk) = (dq[0], dq[1], dq[3], dk[3]);
+    let dh = ch / heads;
+    let dv = v.shape()[1] / heads;
+    // (B, H, dh, S) → (B, H, S, dh)
+    let q = permute::<B>(reshape::<B>(q.t, &[b, heads, dh, sq]), &[0, 1, 3, 2]);
+    let k = permute::<B>(reshape::<B>(k.t, &[b, heads, dh, sk]), &[0, 1, 3, 2]);
+    let v = permute::<B>(reshape::<B>(v.t, &[b, heads, dv, sk]), &[0, 1, 3, 2]);
+    let o = attention::<B>(q, k, v, scale, None)?; // (B, H, Sq, dv)
+    let o = reshape::<B>(permute::<B>(o, &[0, 1, 3, 2]), &[b, heads * dv, 1, sq]);
+    let _ = axis;
+    Ok(vec![c.val(o, 0)?])
+}

@@ -16,7 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-# Must be set before torch spins up its thread pools.
+# Must be set before torch is imported. ATEN_CPU_CAPABILITY=default: ATen's portable kernels, so
+# that torch.randn (>= 16 values) draws the same numbers on every CPU (its AVX2 kernel uses
+# approximate log/sincos), matching fixtures/noise's "default" stream.
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -29,7 +32,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -76,15 +78,44 @@ def _as_tensor(v) -> torch.Tensor:
     return v.detach().cpu().contiguous()
 
 
+_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
 def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """Writes a safetensors file with sorted keys; tensors keep their dtype."""
+    """Writes a safetensors file deterministically: tensors in sorted name order, header keys
+    sorted (the safetensors library orders `__metadata__` through a hash map, so its files differ
+    from run to run when the metadata has more than one entry)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ordered = {k: _as_tensor(tensors[k]).clone() for k in sorted(tensors)}
     meta = {"format": "pt"}
     if metadata:
         meta.update({str(k): str(v) for k, v in metadata.items()})
-    save_file(ordered, str(path), metadata=dict(sorted(meta.items())))
+    header = {"__metadata__": dict(sorted(meta.items()))}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        t = _as_tensor(tensors[name])
+        data = t.numpy().tobytes() if t.dtype != torch.bfloat16 else \
+            t.view(torch.int16).numpy().tobytes()
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
     os.chmod(path, 0o644)
+    from safetensors import safe_open  # read back: a well-formed file
+
+    with safe_open(str(path), framework="pt") as f:
+        assert sorted(f.keys()) == sorted(tensors)
 
 
 def f32(t) -> torch.Tensor:

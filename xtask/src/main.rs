@@ -5,6 +5,7 @@
 mod bench;
 mod check_mlpackage;
 mod reference;
+mod test;
 mod venv;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Reference(reference::Args),
     /// Check .mlpackage files with Core ML's own tooling (coremltools).
     CheckMlpackage(check_mlpackage::Args),
+    /// Run the whole test suite: cargo test, then the coremltools check of written packages.
+    Test(test::Args),
     /// Run the benchmarks that need more than criterion (large weight sets, peers).
     Bench(bench::Args),
 }
@@ -32,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Command::Reference(args) => reference::run(args),
         Command::CheckMlpackage(args) => check_mlpackage::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Test(args) => test::run(args),
     }
 }

@@ -63,7 +63,8 @@ pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: C
 
     // Pooled: the final state at the end-of-text token, the largest id.
     let eot = net.fb.op("reduce_argmax").input("x", &ids_i).param("axis", -1).param("keep_dims", false).build_one()?;
-    let zero = net.fb.constant(&net.fb.unique_name("batch_index"), sd_mil::ConstValue::vec_i32(&[0]))?;
+    let zname = net.fb.unique_name("batch_index");
+    let zero = net.fb.constant(&zname, sd_mil::ConstValue::vec_i32(&[0]))?;
     let idx = net.fb.op("stack").inputs("values", &[&zero, &eot]).param("axis", 1).build_one()?;
     let pooled = net.fb.op("gather_nd").input("x", &last).input("indices", &idx).build_one()?;
 

@@ -153,12 +153,11 @@ impl<'w> Net<'w> {
     pub fn linear(&mut self, x: &Var, prefix: &str, cout: usize, bias: bool) -> Result<Var> {
         let cin = *x.ty.shape.last().expect("rank ≥ 1");
         let w = self.weight(&join(prefix, "weight"), &[cout, cin])?;
+        let b = if bias { Some(self.weight(&join(prefix, "bias"), &[cout])?) } else { None };
         let name = self.name(prefix);
         let mut op = self.fb.op("linear").name(&name).input("x", x).input("weight", &w);
-        let b;
-        if bias {
-            b = self.weight(&join(prefix, "bias"), &[cout])?;
-            op = op.input("bias", &b);
+        if let Some(b) = &b {
+            op = op.input("bias", b);
         }
         Ok(op.build_one()?)
     }

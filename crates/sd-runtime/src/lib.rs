@@ -1,1 +1,33 @@
-pub fn x(){}
+//! `sd-runtime`: executes Core ML ML Programs (.mlpackage) on burn.
+//!
+//! [`Model::load`] reads a package through `sd-mil`, runs the graph [`passes`] (group-norm
+//! and split-einsum attention fusion), decompresses constexpr weights once, materializes
+//! constants once and plans the ops into indexed value slots, freeing each intermediate after
+//! its last use. [`Model::predict`] takes and returns named host [`Tensor`]s.
+//!
+//! Kernels sit behind one boundary: a [`kernels::Registry`] keyed by op type (replace one
+//! entry to plug in a faster attention, conv, matmul or group norm) over the
+//! [`backend::RtBackend`] trait (burn's NdArray on the CPU; CUDA behind the `cuda` feature).
+//!
+//! ```no_run
+//! use sd_runtime::{Model, Precision, Tensor};
+//! use std::collections::HashMap;
+//! let model = Model::load_cpu("TextEncoder.mlpackage", Precision::Program).unwrap();
+//! let ids = Tensor::f32([1, 77], vec![0.0; 77]);
+//! let out = model.predict(&HashMap::from([("input_ids".to_string(), ids)])).unwrap();
+//! println!("{:?}", out["last_hidden_state"].shape);
+//! ```
+
+pub mod backend;
+mod error;
+pub mod kernels;
+mod model;
+pub mod passes;
+mod psnr;
+mod tensor;
+
+pub use backend::{Cpu, RtBackend};
+pub use error::{Result, RuntimeError};
+pub use model::{LoadOptions, Model, Precision};
+pub use psnr::psnr;
+pub use tensor::{HostDType, Tensor, TensorData};

@@ -31,13 +31,14 @@ pub fn resnet(net: &mut Net<'_>, p: &str, x: &Var, cout: usize, temb_act: Option
 /// first padded by one on the right and bottom (the VAE encoder's form).
 pub fn downsample(net: &mut Net<'_>, p: &str, x: &Var, padding: usize) -> Result<Var> {
     let c = x.ty.shape[1];
+    let zero = net.scalar(0.0);
     let x = if padding == 0 {
         net.fb
             .op("pad")
             .input("x", x)
             .param("pad", [0, 0, 0, 0, 0, 1, 0, 1])
             .param("mode", "constant")
-            .param("constant_val", net.scalar(0.0))
+            .param("constant_val", zero)
             .build_one()?
     } else {
         x.clone()

@@ -35,27 +35,43 @@ pub fn pack_bits(values: &[u8], bits: u32) -> Vec<u8> {
         (1..=8).contains(&bits),
         "pack_bits: bits must be 1..=8, got {bits}"
     );
-    if bits == 8 {
-        return values.to_vec();
+    match bits {
+        1 => pack_n::<1>(values),
+        2 => pack_n::<2>(values),
+        3 => pack_n::<3>(values),
+        4 => pack_n::<4>(values),
+        5 => pack_n::<5>(values),
+        6 => pack_n::<6>(values),
+        7 => pack_n::<7>(values),
+        _ => values.to_vec(),
     }
-    let len = usize::try_from(packed_len(values.len() as u64, bits)).unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(len);
-    let mask = (1u64 << bits) - 1;
-    // Eight elements fill exactly `bits` whole bytes.
-    let mut groups = values.chunks_exact(8);
-    for group in groups.by_ref() {
-        let acc = group.iter().enumerate().fold(0u64, |acc, (i, &v)| {
-            acc | (u64::from(v) & mask) << (i as u32 * bits)
-        });
-        out.extend_from_slice(&acc.to_le_bytes()[..bits as usize]);
+}
+
+/// [`pack_bits`] for a width known at compile time, so that the shifts are constants.
+fn pack_n<const BITS: usize>(values: &[u8]) -> Vec<u8> {
+    let len = usize::try_from(packed_len(values.len() as u64, BITS as u32)).unwrap_or(usize::MAX);
+    let mut out = vec![0u8; len];
+    // Eight elements fill exactly `BITS` whole bytes.
+    let full = values.len() / 8;
+    for (group, dst) in values.chunks_exact(8).zip(out.chunks_exact_mut(BITS)) {
+        dst.copy_from_slice(&pack_group::<BITS>(group).to_le_bytes()[..BITS]);
     }
-    let tail = groups.remainder();
-    let acc = tail.iter().enumerate().fold(0u64, |acc, (i, &v)| {
-        acc | (u64::from(v) & mask) << (i as u32 * bits)
-    });
-    let tail_len = (tail.len() * bits as usize).div_ceil(8);
-    out.extend_from_slice(&acc.to_le_bytes()[..tail_len]);
+    let tail = pack_group::<BITS>(&values[full * 8..]).to_le_bytes();
+    let done = full * BITS;
+    let rest = len - done;
+    out[done..].copy_from_slice(&tail[..rest]);
     out
+}
+
+/// Up to eight elements packed into the low bits of a word.
+#[inline(always)]
+fn pack_group<const BITS: usize>(values: &[u8]) -> u64 {
+    let mask = (1u64 << BITS) - 1;
+    let mut acc = 0u64;
+    for (i, &v) in values.iter().enumerate() {
+        acc |= (u64::from(v) & mask) << (i * BITS);
+    }
+    acc
 }
 
 /// Unpacks `count` elements of `bits` bits from `bytes`, one element per output byte.
@@ -73,21 +89,42 @@ pub fn unpack_bits(bytes: &[u8], bits: u32, count: usize) -> Vec<u8> {
     );
     let available = (bytes.len() as u64).saturating_mul(8) / u64::from(bits);
     let n = usize::try_from(available).map_or(count, |a| a.min(count));
-    if bits == 8 {
-        return bytes[..n].to_vec();
+    match bits {
+        1 => unpack_n::<1>(bytes, n),
+        2 => unpack_n::<2>(bytes, n),
+        3 => unpack_n::<3>(bytes, n),
+        4 => unpack_n::<4>(bytes, n),
+        5 => unpack_n::<5>(bytes, n),
+        6 => unpack_n::<6>(bytes, n),
+        7 => unpack_n::<7>(bytes, n),
+        _ => bytes[..n].to_vec(),
     }
-    let mut out = Vec::with_capacity(n);
-    let mask = (1u64 << bits) - 1;
-    let group_len = bits as usize;
-    // Eight elements come from exactly `bits` whole bytes.
-    for group in bytes.chunks(group_len).take(n.div_ceil(8)) {
-        let mut word = [0u8; 8];
-        word[..group.len()].copy_from_slice(group);
-        let acc = u64::from_le_bytes(word);
-        let take = (n - out.len()).min(8);
-        out.extend((0..take as u32).map(|i| ((acc >> (i * bits)) & mask) as u8));
+}
+
+/// [`unpack_bits`] of exactly `n` elements (which `bytes` holds) for a width known at
+/// compile time.
+fn unpack_n<const BITS: usize>(bytes: &[u8], n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    // Eight elements come from exactly `BITS` whole bytes.
+    let full = n / 8;
+    for (dst, group) in out.chunks_exact_mut(8).zip(bytes.chunks_exact(BITS)) {
+        dst.copy_from_slice(&unpack_group::<BITS>(group));
     }
+    let tail = &bytes[(full * BITS).min(bytes.len())..];
+    let values = unpack_group::<BITS>(&tail[..tail.len().min(BITS)]);
+    out[full * 8..].copy_from_slice(&values[..n - full * 8]);
     out
+}
+
+/// Eight elements from the little-endian word made of `bytes` (at most `BITS` of them,
+/// zero-extended).
+#[inline(always)]
+fn unpack_group<const BITS: usize>(bytes: &[u8]) -> [u8; 8] {
+    let mut word = [0u8; 8];
+    word[..bytes.len()].copy_from_slice(bytes);
+    let acc = u64::from_le_bytes(word);
+    let mask = (1u64 << BITS) - 1;
+    std::array::from_fn(|i| ((acc >> (i * BITS)) & mask) as u8)
 }
 
 /// Packs signed 4-bit values (two's-complement nibbles, −8..=7) as an i4 stream.

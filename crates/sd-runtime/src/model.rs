@@ -1,0 +1,446 @@
+//! `Model`: load an .mlpackage, plan it once, run predictions.
+
+use crate::backend::{Cpu, RtBackend};
+use crate::error::{Result, RuntimeError};
+use crate::kernels::util::{from_vec, to_vec};
+use crate::kernels::{self, ConstEntry, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr};
+use crate::tensor::{HostDType, Tensor, TensorData};
+use sd_mil::catalogue::{self, OpSpec, ParamKind};
+use sd_mil::{Binding, ConstValue, DType, FeatureDescription, Function, ModelDescription, TensorType};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Compute precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// As the program says: values typed fp16 are rounded to fp16 at every op output, so
+    /// overflow and rounding behave as in Core ML.
+    #[default]
+    Program,
+    /// Everything in fp32 (for validation against fp32 references).
+    Fp32,
+}
+
+/// Options for [`Model::load`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions<B: RtBackend = Cpu> {
+    /// Compute precision.
+    pub compute: Precision,
+    /// Device the kernels run on.
+    pub device: B::Device,
+    /// Run the graph passes (group-norm and attention fusion) before planning.
+    pub fuse: bool,
+}
+
+impl Default for LoadOptions<Cpu> {
+    fn default() -> Self {
+        LoadOptions { compute: Precision::Program, device: Default::default(), fuse: true }
+    }
+}
+
+impl<B: RtBackend> LoadOptions<B> {
+    /// Options with the given precision on a device, passes on.
+    pub fn new(compute: Precision, device: B::Device) -> Self {
+        LoadOptions { compute, device, fuse: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Arg {
+    Slot(usize),
+    Const(usize),
+}
+
+struct Step<B: RtBackend> {
+    name: String,
+    op_type: String,
+    spec: Option<&'static OpSpec>,
+    kernel: KernelFn<B>,
+    args: Vec<(String, Vec<Arg>)>,
+    outputs: Vec<usize>,
+    out_types: Vec<TensorType>,
+    /// Slots whose last reader is this step.
+    frees: Vec<usize>,
+}
+
+/// A planned Core ML model, ready to predict.
+pub struct Model<B: RtBackend = Cpu> {
+    description: ModelDescription,
+    inputs: Vec<(FeatureDescription, usize)>,
+    outputs: Vec<(FeatureDescription, Arg)>,
+    consts: Vec<ConstEntry<B>>,
+    steps: Vec<Step<B>>,
+    slots: usize,
+    precision: Precision,
+    device: B::Device,
+    op_counts: HashMap<String, usize>,
+}
+
+/// Constants up to this many elements keep a host copy for kernels' attribute reads.
+const SMALL: usize = 4096;
+
+fn host_entry<B: RtBackend>(name: &str, v: &ConstValue) -> ConstEntry<B> {
+    let n = v.ty.element_count();
+    let string = v.as_str().map(str::to_string);
+    let (ints, floats) = if string.is_none() && n <= SMALL {
+        (v.to_i64_vec(), v.to_f32_vec())
+    } else {
+        (None, None)
+    };
+    ConstEntry { name: name.to_string(), ty: v.ty.clone(), ints, floats, string, tensor: None }
+}
+
+enum Src {
+    Slot(usize),
+    Const(usize),
+}
+
+impl Model<Cpu> {
+    /// Loads a package on the CPU with default options (program precision, passes on).
+    pub fn load_cpu(path: impl AsRef<Path>, compute: Precision) -> Result<Self> {
+        Model::load(path, LoadOptions { compute, ..Default::default() })
+    }
+}
+
+impl<B: RtBackend> Model<B> {
+    /// Reads a package through sd-mil and plans it with the standard kernels.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions<B>) -> Result<Self> {
+        Self::load_with(path, options, &Registry::standard())
+    }
+
+    /// Reads a package and plans it with the given kernel registry.
+    pub fn load_with(path: impl AsRef<Path>, options: LoadOptions<B>, registry: &Registry<B>) -> Result<Self> {
+        let path = path.as_ref();
+        let model = sd_mil::package::read_package(path)
+            .map_err(|source| RuntimeError::Package { path: path.to_path_buf(), source })?;
+        let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
+        if options.fuse {
+            crate::passes::run_all(&mut main);
+        }
+        Self::plan(&main, model.description, options, registry)
+    }
+
+    /// Plans a function: slots, constants, constexpr decompression, kernels, last uses.
+    pub fn plan(f: &Function, description: ModelDescription, options: LoadOptions<B>, registry: &Registry<B>) -> Result<Self> {
+        let device = options.device.clone();
+        let mut names: HashMap<String, Src> = HashMap::new();
+        let mut consts: Vec<ConstEntry<B>> = Vec::new();
+        let mut raw: Vec<Option<Arc<dyn Fn() -> Option<Vec<f32>> + Send + Sync>>> = Vec::new();
+        let mut const_values: HashMap<String, ConstValue> = HashMap::new();
+        let mut slots = 0usize;
+        let mut inputs = Vec::new();
+        for v in &f.inputs {
+            let feat = description.inputs.iter().find(|d| d.name == v.name).cloned().unwrap_or_else(|| FeatureDescription {
+                name: v.name.clone(),
+                short_description: String::new(),
+                dtype: sd_mil::ArrayDType::from_dtype(v.ty.dtype).unwrap_or(sd_mil::ArrayDType::F32),
+                shape: v.ty.shape.clone(),
+            });
+            names.insert(v.name.clone(), Src::Slot(slots));
+            inputs.push((feat, slots));
+            slots += 1;
+        }
+        let mut steps: Vec<Step<B>> = Vec::new();
+        let mut op_counts: HashMap<String, usize> = HashMap::new();
+        for op in &f.operations {
+            *op_counts.entry(op.op_type.clone()).or_default() += 1;
+            if let Some(v) = op.const_value() {
+                let out = &op.outputs[0].name;
+                consts.push(host_entry(out, v));
+                let vc = v.clone();
+                raw.push(Some(Arc::new(move || vc.to_f32_vec())));
+                const_values.insert(out.clone(), v.clone());
+                names.insert(out.clone(), Src::Const(consts.len() - 1));
+                continue;
+            }
+            if is_constexpr(&op.op_type) {
+                let by_name = |n: &str| const_values.get(n).cloned();
+                let get = |p: &str| kernels::constexpr::bound_const(op, p, &by_name);
+                let (vals, ty) = decompress(op, &get).map_err(|reason| RuntimeError::Const { name: op.name.clone(), reason })?;
+                let out = &op.outputs[0].name;
+                let small = vals.len() <= SMALL;
+                let mut e = ConstEntry {
+                    name: out.clone(),
+                    ty: ty.clone(),
+                    ints: None,
+                    floats: small.then(|| vals.clone()),
+                    string: None,
+                    tensor: None,
+                };
+                e.tensor = Some(Val::new(from_vec::<B>(vals, &ty.shape, &device), ty.dtype));
+                consts.push(e);
+                raw.push(None);
+                names.insert(out.clone(), Src::Const(consts.len() - 1));
+                continue;
+            }
+            let kernel = registry
+                .get(&op.op_type)
+                .ok_or_else(|| RuntimeError::UnknownOp { op: op.name.clone(), op_type: op.op_type.clone() })?;
+            let spec = catalogue::lookup(&op.op_type, f.opset);
+            let mut args = Vec::new();
+            for (param, bindings) in &op.inputs {
+                let as_tensor = spec.and_then(|s| s.param(param)).is_none_or(|p| p.kind != ParamKind::Const);
+                let mut list = Vec::new();
+                for b in bindings {
+                    let idx = match b {
+                        Binding::Name(n) => match names.get(n) {
+                            Some(Src::Slot(s)) => {
+                                list.push(Arg::Slot(*s));
+                                continue;
+                            }
+                            Some(Src::Const(c)) => *c,
+                            None => return Err(RuntimeError::Undefined { op: op.name.clone(), name: n.clone() }),
+                        },
+                        Binding::Value(v) => {
+                            consts.push(host_entry(&format!("{}.{param}", op.name), v));
+                            let vc = v.clone();
+                            raw.push(Some(Arc::new(move || vc.to_f32_vec())));
+                            consts.len() - 1
+                        }
+                    };
+                    if as_tensor && consts[idx].tensor.is_none() && consts[idx].string.is_none() {
+                        let e = &consts[idx];
+                        let vals = raw[idx].as_ref().and_then(|r| r()).ok_or_else(|| RuntimeError::Const {
+                            name: e.name.clone(),
+                            reason: format!("cannot read its {} data (missing or truncated blob?)", e.ty),
+                        })?;
+                        let t = from_vec::<B>(vals, &e.ty.shape, &device);
+                        let dt = e.ty.dtype;
+                        consts[idx].tensor = Some(Val::new(t, dt));
+                    }
+                    list.push(Arg::Const(idx));
+                }
+                args.push((param.clone(), list));
+            }
+            let mut outputs = Vec::new();
+            for v in &op.outputs {
+                names.insert(v.name.clone(), Src::Slot(slots));
+                outputs.push(slots);
+                slots += 1;
+            }
+            steps.push(Step {
+                name: op.name.clone(),
+                op_type: op.op_type.clone(),
+                spec,
+                kernel,
+                args,
+                outputs,
+                out_types: op.outputs.iter().map(|v| v.ty.clone()).collect(),
+                frees: Vec::new(),
+            });
+        }
+        let mut outputs = Vec::new();
+        for name in &f.outputs {
+            let src = match names.get(name) {
+                Some(Src::Slot(s)) => Arg::Slot(*s),
+                Some(Src::Const(c)) => {
+                    let c = *c;
+                    if consts[c].tensor.is_none() {
+                        let vals = raw[c].as_ref().and_then(|r| r()).ok_or_else(|| RuntimeError::Const {
+                            name: name.clone(),
+                            reason: "unreadable output constant".into(),
+                        })?;
+                        let sh = consts[c].ty.shape.clone();
+                        let dt = consts[c].ty.dtype;
+                        consts[c].tensor = Some(Val::new(from_vec::<B>(vals, &sh, &device), dt));
+                    }
+                    Arg::Const(c)
+                }
+                None => return Err(RuntimeError::Undefined { op: "<outputs>".into(), name: name.clone() }),
+            };
+            let ty = f.value_type(name).cloned().unwrap_or_else(|| TensorType::new(DType::F32, Vec::<usize>::new()));
+            let feat = description.outputs.iter().find(|d| d.name == *name).cloned().unwrap_or_else(|| FeatureDescription {
+                name: name.clone(),
+                short_description: String::new(),
+                dtype: sd_mil::ArrayDType::from_dtype(ty.dtype).unwrap_or(sd_mil::ArrayDType::F32),
+                shape: ty.shape.clone(),
+            });
+            outputs.push((feat, src));
+        }
+        // Last uses: a slot is freed after its last reader, unless it is a model output.
+        let mut last: Vec<Option<usize>> = vec![None; slots];
+        for (i, s) in steps.iter().enumerate() {
+            for (_, list) in &s.args {
+                for a in list {
+                    if let Arg::Slot(k) = a {
+                        last[*k] = Some(i);
+                    }
+                }
+            }
+        }
+        for (_, a) in &outputs {
+            if let Arg::Slot(k) = a {
+                last[*k] = None;
+            }
+        }
+        for (k, l) in last.iter().enumerate() {
+            if let Some(i) = l {
+                steps[*i].frees.push(k);
+            }
+        }
+        drop(raw);
+        Ok(Model { description, inputs, outputs, consts, steps, slots, precision: options.compute, device, op_counts })
+    }
+
+    /// The model's signature and metadata.
+    pub fn description(&self) -> &ModelDescription {
+        &self.description
+    }
+
+    /// Compute precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Number of executed ops after planning (consts and constexprs excluded).
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// How many ops of each type the planned function held (after the passes).
+    pub fn op_counts(&self) -> &HashMap<String, usize> {
+        &self.op_counts
+    }
+
+    fn check_input(&self, feat: &FeatureDescription, t: &Tensor) -> Result<()> {
+        if t.shape != feat.shape {
+            return Err(RuntimeError::InputShape { name: feat.name.clone(), got: t.shape.clone(), expected: feat.shape.clone() });
+        }
+        let want = feat.dtype.dtype();
+        let ok = match t.dtype() {
+            HostDType::F32 | HostDType::F16 => want.is_float(),
+            HostDType::I32 => want == DType::I32,
+        };
+        if !ok {
+            return Err(RuntimeError::InputDType { name: feat.name.clone(), got: t.dtype().to_string(), expected: want.to_string() });
+        }
+        if t.len() != t.shape.iter().product::<usize>() {
+            return Err(RuntimeError::Tensor { name: feat.name.clone(), reason: format!("{} elements for shape {:?}", t.len(), t.shape) });
+        }
+        Ok(())
+    }
+
+    /// Runs the model on named inputs (feature names as in the description) and returns
+    /// the named outputs. fp32 data given for an fp16 feature is rounded to fp16 (as Core ML
+    /// converts it); int32 features need int32 data.
+    pub fn predict(&self, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+        for name in inputs.keys() {
+            if !self.inputs.iter().any(|(f, _)| &f.name == name) {
+                let expected = self.inputs.iter().map(|(f, _)| f.name.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(RuntimeError::UnknownInput { name: name.clone(), expected });
+            }
+        }
+        let mut slots: Vec<Option<Val<B>>> = vec![None; self.slots];
+        for (feat, slot) in &self.inputs {
+            let t = inputs.get(&feat.name).ok_or_else(|| RuntimeError::MissingInput { name: feat.name.clone() })?;
+            self.check_input(feat, t)?;
+            let dt = feat.dtype.dtype();
+            let mut v = t.to_f32_vec();
+            if dt == DType::F16 && self.precision == Precision::Program {
+                v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+            }
+            slots[*slot] = Some(Val::new(from_vec::<B>(v, &t.shape, &self.device), dt));
+        }
+        let run = std::panic::AssertUnwindSafe(|| self.execute(&mut slots));
+        match std::panic::catch_unwind(run) {
+            Ok(r) => r?,
+            Err(p) => {
+                let reason = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "kernel panicked".into());
+                return Err(RuntimeError::Kernel { op: "<unknown>".into(), op_type: "<unknown>".into(), reason });
+            }
+        }
+        let mut out = HashMap::new();
+        for (feat, src) in &self.outputs {
+            let v = match src {
+                Arg::Slot(s) => slots[*s].clone(),
+                Arg::Const(c) => self.consts[*c].tensor.clone(),
+            }
+            .ok_or_else(|| RuntimeError::Undefined { op: "<outputs>".into(), name: feat.name.clone() })?;
+            let shape = v.shape();
+            let data = to_vec::<B>(v.t);
+            let t = match feat.dtype.dtype() {
+                DType::F16 => Tensor { shape, data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()) },
+                DType::I32 => Tensor::i32(shape, data.iter().map(|x| *x as i32).collect()),
+                _ => Tensor::f32(shape, data),
+            };
+            out.insert(feat.name.clone(), t);
+        }
+        Ok(out)
+    }
+
+    fn execute(&self, slots: &mut [Option<Val<B>>]) -> Result<()> {
+        for step in &self.steps {
+            let mut args = Vec::with_capacity(step.args.len());
+            // Count remaining reads of each freed slot within this step so that the last read
+            // takes the value (letting backends reuse its buffer) and earlier ones clone it.
+            let mut pending: HashMap<usize, usize> = HashMap::new();
+            for (_, list) in &step.args {
+                for a in list {
+                    if let Arg::Slot(s) = a
+                        && step.frees.contains(s)
+                    {
+                        *pending.entry(*s).or_default() += 1;
+                    }
+                }
+            }
+            for (param, list) in &step.args {
+                let mut ins = Vec::with_capacity(list.len());
+                for a in list {
+                    ins.push(match a {
+                        Arg::Const(c) => In::Const(&self.consts[*c]),
+                        Arg::Slot(s) => {
+                            let v = match pending.get_mut(s) {
+                                Some(n) if *n == 1 => slots[*s].take(),
+                                Some(n) => {
+                                    *n -= 1;
+                                    slots[*s].clone()
+                                }
+                                None => slots[*s].clone(),
+                            };
+                            let v = v.ok_or_else(|| RuntimeError::Undefined { op: step.name.clone(), name: format!("slot {s}") })?;
+                            In::Val(Some(v))
+                        }
+                    });
+                }
+                args.push((param.as_str(), ins));
+            }
+            let mut ctx = Ctx { name: &step.name, op_type: &step.op_type, spec: step.spec, device: &self.device, out_types: &step.out_types, args };
+            let outs = (step.kernel)(&mut ctx).map_err(|e| match e.param {
+                Some(param) => RuntimeError::BadParam { op: step.name.clone(), op_type: step.op_type.clone(), param, reason: e.reason },
+                None => RuntimeError::Kernel { op: step.name.clone(), op_type: step.op_type.clone(), reason: e.reason },
+            })?;
+            drop(ctx);
+            if outs.len() != step.outputs.len() {
+                return Err(RuntimeError::Kernel {
+                    op: step.name.clone(),
+                    op_type: step.op_type.clone(),
+                    reason: format!("kernel returned {} outputs, the op declares {}", outs.len(), step.outputs.len()),
+                });
+            }
+            for ((mut v, slot), ty) in outs.into_iter().zip(&step.outputs).zip(&step.out_types) {
+                let got = v.shape();
+                if got != ty.shape {
+                    return Err(RuntimeError::Kernel {
+                        op: step.name.clone(),
+                        op_type: step.op_type.clone(),
+                        reason: format!("kernel produced shape {got:?}, the program declares {ty}"),
+                    });
+                }
+                if ty.dtype == DType::F16 && self.precision == Precision::Program {
+                    v.t = B::round_f16(v.t);
+                }
+                v.dtype = ty.dtype;
+                slots[*slot] = Some(v);
+            }
+            for s in &step.frees {
+                slots[*s] = None;
+            }
+        }
+        Ok(())
+    }
+}

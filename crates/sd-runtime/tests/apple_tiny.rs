@@ -1,0 +1,74 @@
+//! Apple's tiny packages against the PyTorch fp32 reference outputs.
+//! `cargo test -p sd-runtime --test apple_tiny -- --nocapture` prints the PSNR table.
+
+mod common;
+use common::*;
+use sd_runtime::{Model, Precision};
+
+fn check(folder: &str, component: &str, reference: &str) {
+    let p = run(folder, component, reference, Precision::Program);
+    assert_floor(&p, 35.0, &format!("{folder}/{component} program precision"));
+    let f = run(folder, component, reference, Precision::Fp32);
+    assert_floor(&f, 60.0, &format!("{folder}/{component} fp32"));
+}
+
+#[test]
+fn text_encoder() {
+    check("split_einsum", "text_encoder", "text_encoder");
+}
+
+#[test]
+fn unet_split_einsum() {
+    check("split_einsum", "unet", "unet");
+}
+
+#[test]
+fn unet_original() {
+    check("original", "unet", "unet");
+}
+
+#[test]
+fn unet_split_einsum_v2() {
+    check("split_einsum_v2", "unet", "unet");
+}
+
+#[test]
+fn vae_decoder() {
+    check("split_einsum", "vae_decoder", "vae_decoder");
+}
+
+#[test]
+fn vae_encoder() {
+    check("split_einsum", "vae_encoder", "vae_encoder");
+}
+
+#[test]
+fn chunked_unet_equals_whole() {
+    let (ins, outs) = reference("unet");
+    for precision in [Precision::Program, Precision::Fp32] {
+        let c1 = Model::load_cpu(package("split_einsum_chunk", "unet_chunk1"), precision).unwrap();
+        let c2 = Model::load_cpu(package("split_einsum_chunk", "unet_chunk2"), precision).unwrap();
+        let mid = c1.predict(&model_inputs(&c1, &ins)).unwrap();
+        let mut merged = ins.clone();
+        merged.extend(mid);
+        let got = c2.predict(&model_inputs(&c2, &merged)).unwrap();
+        let rows = report("split_einsum_chunk/unet_chunk1+2", precision, &got, &outs);
+        assert_floor(&rows, if precision == Precision::Fp32 { 60.0 } else { 35.0 }, "chunked vs reference");
+        // Against the whole (unchunked) split-einsum model in the same precision.
+        let whole = Model::load_cpu(package("split_einsum", "unet"), precision).unwrap();
+        let w = whole.predict(&model_inputs(&whole, &ins)).unwrap();
+        let rows = report("chunked vs whole split_einsum/unet", precision, &got, &w);
+        assert_floor(&rows, 60.0, "chunked vs whole");
+    }
+}
+
+#[test]
+fn palettized_q6_psnr_reported() {
+    for (component, reference) in [("unet", "unet"), ("text_encoder", "text_encoder")] {
+        for precision in [Precision::Program, Precision::Fp32] {
+            let rows = run("split_einsum_q6", component, reference, precision);
+            // No floor holds for palettized weights; they must still be finite and close.
+            assert_floor(&rows, 10.0, "q6 sanity");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `cargo xtask test`: the project's whole test suite — `cargo test --workspace`, then Core
+//! ML's own tooling over every package the tests wrote under `target/test-packages`.
+
+use crate::venv::workspace_root;
+use anyhow::{Result, bail};
+use std::process::Command;
+
+/// Arguments of `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip the coremltools check of the packages the tests wrote.
+    #[arg(long)]
+    no_package_check: bool,
+    /// Extra arguments passed to `cargo test`.
+    #[arg(last = true)]
+    cargo_args: Vec<String>,
+}
+
+/// Runs the suite.
+pub fn run(args: Args) -> Result<()> {
+    let root = workspace_root();
+    let packages = root.join("target/test-packages");
+    let _ = std::fs::remove_dir_all(&packages);
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .args(&args.cargo_args)
+        .status()?;
+    if !status.success() {
+        bail!("cargo test failed");
+    }
+    if args.no_package_check {
+        return Ok(());
+    }
+    if !packages.exists() {
+        bail!("the tests wrote no package under {}", packages.display());
+    }
+    let status = Command::new(std::env::current_exe()?).arg("check-mlpackage").arg(&packages).status()?;
+    if !status.success() {
+        bail!("a package written by the tests failed the coremltools check");
+    }
+    Ok(())
+}

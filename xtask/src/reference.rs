@@ -53,7 +53,10 @@ pub fn generators(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut scripts = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with("gen_") && name.ends_with(".py") && path.is_file() {
             scripts.push(path);
         }

@@ -35,7 +35,10 @@ pub fn run(args: Args) -> Result<()> {
     if !packages.exists() {
         bail!("the tests wrote no package under {}", packages.display());
     }
-    let status = Command::new(std::env::current_exe()?).arg("check-mlpackage").arg(&packages).status()?;
+    let status = Command::new(std::env::current_exe()?)
+        .arg("check-mlpackage")
+        .arg(&packages)
+        .status()?;
     if !status.success() {
         bail!("a package written by the tests failed the coremltools check");
     }

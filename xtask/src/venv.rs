@@ -22,8 +22,7 @@ pub fn ensure(name: &str, requirements: &Path) -> Result<PathBuf> {
     let wanted = std::fs::read_to_string(requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
     let stamp = dir.join("requirements.installed");
-    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-    {
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(python);
     }
     if !python.exists() {
@@ -37,7 +36,14 @@ pub fn ensure(name: &str, requirements: &Path) -> Result<PathBuf> {
         }
     }
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(requirements)
         .status()
         .context("running pip install")?;

@@ -31,7 +31,9 @@ fn summarize(model: &Model) -> Summary {
     let mut weight_bytes = BTreeMap::new();
     let mut count_const = |v: &ConstValue| {
         if matches!(v.data, ConstData::Blob { .. }) {
-            *weight_bytes.entry(v.ty.dtype.name().to_string()).or_insert(0) += v.ty.storage_len() as u64;
+            *weight_bytes
+                .entry(v.ty.dtype.name().to_string())
+                .or_insert(0) += v.ty.storage_len() as u64;
         }
     };
     for f in model.program.functions.values() {
@@ -59,8 +61,12 @@ fn features(list: &[sd_mil::FeatureDescription]) -> Vec<serde_json::Value> {
 /// Runs `sd inspect`.
 pub fn run(args: Args) -> Result<()> {
     for path in &args.packages {
-        let model = package::read_package(path).with_context(|| format!("reading {}", path.display()))?;
-        let main = model.program.main().context("the program has no main function")?;
+        let model =
+            package::read_package(path).with_context(|| format!("reading {}", path.display()))?;
+        let main = model
+            .program
+            .main()
+            .context("the program has no main function")?;
         if args.mil {
             print!("{}", text::program_text(&model.program));
             continue;
@@ -81,17 +87,38 @@ pub fn run(args: Args) -> Result<()> {
             continue;
         }
         println!("{}", path.display());
-        println!("  spec version {} ({}, {})", model.spec_version, main.opset.name(), main.opset.ios_name());
-        for (kind, list) in [("input ", &model.description.inputs), ("output", &model.description.outputs)] {
+        println!(
+            "  spec version {} ({}, {})",
+            model.spec_version,
+            main.opset.name(),
+            main.opset.ios_name()
+        );
+        for (kind, list) in [
+            ("input ", &model.description.inputs),
+            ("output", &model.description.outputs),
+        ] {
             for f in list {
-                println!("  {kind} {:<28} {:<6} {:?}", f.name, f.dtype.dtype().name(), f.shape);
+                println!(
+                    "  {kind} {:<28} {:<6} {:?}",
+                    f.name,
+                    f.dtype.dtype().name(),
+                    f.shape
+                );
             }
         }
         let total: usize = s.ops.values().sum();
         let hist: Vec<String> = s.ops.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("  ops {total}: {}", hist.join(", "));
-        let weights: Vec<String> = s.weight_bytes.iter().map(|(k, v)| format!("{k} {v} B")).collect();
-        println!("  weights {} B: {}", s.weight_bytes.values().sum::<u64>(), weights.join(", "));
+        let weights: Vec<String> = s
+            .weight_bytes
+            .iter()
+            .map(|(k, v)| format!("{k} {v} B"))
+            .collect();
+        println!(
+            "  weights {} B: {}",
+            s.weight_bytes.values().sum::<u64>(),
+            weights.join(", ")
+        );
     }
     Ok(())
 }

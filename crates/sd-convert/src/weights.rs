@@ -156,6 +156,8 @@ impl SafetensorsFile {
 #[derive(Debug)]
 pub struct MappedTensor {
     file: Arc<SafetensorsFile>,
+    /// Shown in debug output of the constant.
+    #[allow(dead_code)]
     name: String,
     info: TensorInfo,
     dst: DType,

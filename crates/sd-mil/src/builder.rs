@@ -65,12 +65,21 @@ impl FunctionBuilder {
         }
     }
 
-    fn define(&mut self, name: &str, ty: TensorType, konst: Option<usize>) -> Result<(), ProgramError> {
+    fn define(
+        &mut self,
+        name: &str,
+        ty: TensorType,
+        konst: Option<usize>,
+    ) -> Result<(), ProgramError> {
         if !is_identifier(name) {
-            return Err(ProgramError::BadIdentifier { name: name.to_string() });
+            return Err(ProgramError::BadIdentifier {
+                name: name.to_string(),
+            });
         }
         if self.values.contains_key(name) {
-            return Err(ProgramError::DuplicateValue { name: name.to_string() });
+            return Err(ProgramError::DuplicateValue {
+                name: name.to_string(),
+            });
         }
         self.values.insert(name.to_string(), (ty, konst));
         Ok(())
@@ -115,7 +124,10 @@ impl FunctionBuilder {
     pub fn finish(self, outputs: &[&Var]) -> Result<Function, ProgramError> {
         for o in outputs {
             if !self.values.contains_key(&o.name) {
-                return Err(ProgramError::UndefinedValue { op: "<outputs>".into(), name: o.name.clone() });
+                return Err(ProgramError::UndefinedValue {
+                    op: "<outputs>".into(),
+                    name: o.name.clone(),
+                });
             }
         }
         Ok(Function {
@@ -148,13 +160,17 @@ impl OpBuilder<'_> {
 
     /// Binds a parameter to a value defined earlier.
     pub fn input(mut self, param: &str, value: &Var) -> Self {
-        self.inputs.push((param.to_string(), vec![Binding::Name(value.name.clone())]));
+        self.inputs
+            .push((param.to_string(), vec![Binding::Name(value.name.clone())]));
         self
     }
 
     /// Binds a variadic parameter to several values.
     pub fn inputs(mut self, param: &str, values: &[&Var]) -> Self {
-        let bs = values.iter().map(|v| Binding::Name(v.name.clone())).collect();
+        let bs = values
+            .iter()
+            .map(|v| Binding::Name(v.name.clone()))
+            .collect();
         self.inputs.push((param.to_string(), bs));
         self
     }
@@ -167,7 +183,8 @@ impl OpBuilder<'_> {
 
     /// Binds a parameter to an inline value (the iOS18 form of constexpr parameters).
     pub fn inline(mut self, param: &str, value: ConstValue) -> Self {
-        self.inputs.push((param.to_string(), vec![Binding::Value(value)]));
+        self.inputs
+            .push((param.to_string(), vec![Binding::Value(value)]));
         self
     }
 
@@ -185,7 +202,15 @@ impl OpBuilder<'_> {
 
     /// Checks the op, infers its output types and adds it (with its literal constants).
     pub fn build(self) -> Result<Vec<Var>, MilError> {
-        let OpBuilder { fb, op_type, name, mut inputs, literals, attributes, output_names } = self;
+        let OpBuilder {
+            fb,
+            op_type,
+            name,
+            mut inputs,
+            literals,
+            attributes,
+            output_names,
+        } = self;
         let name = name.unwrap_or_else(|| fb.unique_name(&op_type));
         let mut consts = Vec::new();
         for (param, value) in literals {
@@ -199,15 +224,27 @@ impl OpBuilder<'_> {
             });
             inputs.push((param, vec![Binding::Name(cname)]));
         }
-        let mut op = Operation { op_type, name: name.clone(), inputs, outputs: Vec::new(), attributes };
+        let mut op = Operation {
+            op_type,
+            name: name.clone(),
+            inputs,
+            outputs: Vec::new(),
+            attributes,
+        };
         let types = {
             let lookup = |n: &str| -> Option<ValueInfo<'_>> {
                 if let Some(c) = consts.iter().find(|c| c.name == n) {
                     let v = c.const_value()?;
-                    return Some(ValueInfo { ty: &v.ty, konst: Some(v) });
+                    return Some(ValueInfo {
+                        ty: &v.ty,
+                        konst: Some(v),
+                    });
                 }
                 let (ty, idx) = fb.values.get(n)?;
-                Some(ValueInfo { ty, konst: idx.and_then(|i| fb.operations[i].const_value()) })
+                Some(ValueInfo {
+                    ty,
+                    konst: idx.and_then(|i| fb.operations[i].const_value()),
+                })
             };
             infer_op(&op, fb.opset, &lookup)?
         };
@@ -215,7 +252,11 @@ impl OpBuilder<'_> {
             Some(n) if n.len() == types.len() => n,
             Some(n) => {
                 return Err(MilError::Unsupported {
-                    what: format!("op `{name}` gives {} outputs, {} names were given", types.len(), n.len()),
+                    what: format!(
+                        "op `{name}` gives {} outputs, {} names were given",
+                        types.len(),
+                        n.len()
+                    ),
                 });
             }
             None if types.len() == 1 => vec![name.clone()],
@@ -225,7 +266,11 @@ impl OpBuilder<'_> {
             fb.define(&c.name, c.outputs[0].ty.clone(), Some(fb.operations.len()))?;
             fb.operations.push(c);
         }
-        op.outputs = names.iter().zip(types).map(|(n, t)| Var::new(n, t)).collect();
+        op.outputs = names
+            .iter()
+            .zip(types)
+            .map(|(n, t)| Var::new(n, t))
+            .collect();
         for v in &op.outputs {
             fb.define(&v.name, v.ty.clone(), None)?;
         }
@@ -238,7 +283,9 @@ impl OpBuilder<'_> {
     pub fn build_one(self) -> Result<Var, MilError> {
         let mut v = self.build()?;
         if v.len() != 1 {
-            return Err(MilError::Unsupported { what: format!("expected one output, got {}", v.len()) });
+            return Err(MilError::Unsupported {
+                what: format!("expected one output, got {}", v.len()),
+            });
         }
         Ok(v.remove(0))
     }

@@ -101,7 +101,9 @@ pub enum ProgramError {
         name: String,
     },
     /// A declared output type differs from the type the op produces.
-    #[error("op `{op}` ({op_type}): output `{output}` is declared {declared} but the op gives {inferred}")]
+    #[error(
+        "op `{op}` ({op_type}): output `{output}` is declared {declared} but the op gives {inferred}"
+    )]
     OutputMismatch {
         /// Op name.
         op: String,
@@ -154,11 +156,11 @@ pub enum MilError {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// A program error.
     #[error(transparent)]
-    Program(#[from] ProgramError),
+    Program(Box<ProgramError>),
     /// A constant whose data does not fit its type.
     #[error("invalid constant: {reason}")]
     InvalidConst {
@@ -179,14 +181,31 @@ pub enum MilError {
     },
 }
 
+impl From<ProgramError> for MilError {
+    fn from(e: ProgramError) -> Self {
+        MilError::Program(Box::new(e))
+    }
+}
+
 impl MilError {
     /// An I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        MilError::Io { path: path.into(), source }
+        MilError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A format error on a path and field.
-    pub fn format(path: impl Into<PathBuf>, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        MilError::Format { path: path.into(), field: field.into(), reason: reason.into() }
+    pub fn format(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        MilError::Format {
+            path: path.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }

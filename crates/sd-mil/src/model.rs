@@ -32,9 +32,15 @@ impl ArrayDType {
 
     /// The type for an `ArrayDataType` code.
     pub fn from_proto_code(code: i32) -> Option<Self> {
-        [ArrayDType::F32, ArrayDType::F16, ArrayDType::F64, ArrayDType::I32, ArrayDType::I8]
-            .into_iter()
-            .find(|d| d.proto_code() == code)
+        [
+            ArrayDType::F32,
+            ArrayDType::F16,
+            ArrayDType::F64,
+            ArrayDType::I32,
+            ArrayDType::I8,
+        ]
+        .into_iter()
+        .find(|d| d.proto_code() == code)
     }
 
     /// The matching MIL element type.
@@ -145,15 +151,22 @@ impl Model {
             .outputs
             .iter()
             .map(|name| {
-                let ty = main.value_type(name).ok_or_else(|| MilError::Program(
-                    crate::ProgramError::UndefinedValue { op: "<outputs>".into(), name: name.clone() },
-                ))?;
+                let ty = main.value_type(name).ok_or_else(|| {
+                    MilError::from(crate::ProgramError::UndefinedValue {
+                        op: "<outputs>".into(),
+                        name: name.clone(),
+                    })
+                })?;
                 feature(name, ty)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Model {
             spec_version: main.opset.spec_version(),
-            description: ModelDescription { inputs, outputs, metadata: Metadata::default() },
+            description: ModelDescription {
+                inputs,
+                outputs,
+                metadata: Metadata::default(),
+            },
             program,
         })
     }

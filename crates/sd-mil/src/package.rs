@@ -48,30 +48,53 @@ impl Manifest {
     pub fn read(package: &Path) -> Result<Self, MilError> {
         let path = package.join("Manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| MilError::io(&path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| MilError::format(&path, "<json>", e.to_string()))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| MilError::format(&path, "<json>", e.to_string()))?;
         let field = |name: &str| -> Result<&str, MilError> {
-            v.get(name).and_then(Value::as_str).ok_or_else(|| MilError::format(&path, name, "missing or not a string"))
+            v.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| MilError::format(&path, name, "missing or not a string"))
         };
         let version = field("fileFormatVersion")?.to_string();
-        let parts: Vec<u32> = version.split('.').map(|p| p.parse().ok()).collect::<Option<_>>().unwrap_or_default();
+        let parts: Vec<u32> = version
+            .split('.')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()
+            .unwrap_or_default();
         if parts.len() != 3 {
-            return Err(MilError::format(&path, "fileFormatVersion", format!("`{version}` is not major.minor.patch")));
+            return Err(MilError::format(
+                &path,
+                "fileFormatVersion",
+                format!("`{version}` is not major.minor.patch"),
+            ));
         }
         if parts > vec![1, 0, 0] {
-            return Err(MilError::format(&path, "fileFormatVersion", format!("{version} is newer than 1.0.0")));
+            return Err(MilError::format(
+                &path,
+                "fileFormatVersion",
+                format!("{version} is newer than 1.0.0"),
+            ));
         }
         let root = field("rootModelIdentifier")?.to_string();
         let entries = v
             .get("itemInfoEntries")
             .and_then(Value::as_object)
-            .ok_or_else(|| MilError::format(&path, "itemInfoEntries", "missing or not an object"))?;
+            .ok_or_else(|| {
+                MilError::format(&path, "itemInfoEntries", "missing or not an object")
+            })?;
         let mut items = Vec::new();
         for (id, e) in entries {
             let get = |k: &str| -> Result<String, MilError> {
                 e.get(k)
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .ok_or_else(|| MilError::format(&path, format!("itemInfoEntries.{id}.{k}"), "missing or not a string"))
+                    .ok_or_else(|| {
+                        MilError::format(
+                            &path,
+                            format!("itemInfoEntries.{id}.{k}"),
+                            "missing or not a string",
+                        )
+                    })
             };
             let item = ManifestItem {
                 id: id.clone(),
@@ -82,13 +105,25 @@ impl Manifest {
             };
             let on_disk = package.join("Data").join(&item.path);
             if !on_disk.exists() {
-                return Err(MilError::format(&path, format!("itemInfoEntries.{id}.path"), format!("{} does not exist", on_disk.display())));
+                return Err(MilError::format(
+                    &path,
+                    format!("itemInfoEntries.{id}.path"),
+                    format!("{} does not exist", on_disk.display()),
+                ));
             }
             items.push(item);
         }
-        let m = Manifest { file_format_version: version, items, root_model_identifier: root };
+        let m = Manifest {
+            file_format_version: version,
+            items,
+            root_model_identifier: root,
+        };
         if m.root().is_none() {
-            return Err(MilError::format(&path, "rootModelIdentifier", format!("no item `{}`", m.root_model_identifier)));
+            return Err(MilError::format(
+                &path,
+                "rootModelIdentifier",
+                format!("no item `{}`", m.root_model_identifier),
+            ));
         }
         Ok(m)
     }
@@ -105,7 +140,9 @@ impl Manifest {
 
     /// The Core ML weights item, if any.
     pub fn weights(&self) -> Option<&ManifestItem> {
-        self.items.iter().find(|i| i.name == "weights" && i.author == AUTHOR)
+        self.items
+            .iter()
+            .find(|i| i.name == "weights" && i.author == AUTHOR)
     }
 
     /// A manifest for a new package with fresh identifiers.
@@ -163,7 +200,10 @@ impl Manifest {
 pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
     let package = package.as_ref();
     if !package.is_dir() {
-        return Err(MilError::io(package, std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlpackage directory")));
+        return Err(MilError::io(
+            package,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlpackage directory"),
+        ));
     }
     let manifest = Manifest::read(package)?;
     let root = manifest.root().expect("checked by Manifest::read");
@@ -172,7 +212,11 @@ pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
     let weights = match manifest.weights() {
         Some(item) => {
             let p = package.join("Data").join(&item.path).join("weight.bin");
-            if p.exists() { Some(Arc::new(BlobFile::open(&p)?)) } else { None }
+            if p.exists() {
+                Some(Arc::new(BlobFile::open(&p)?))
+            } else {
+                None
+            }
         }
         None => None,
     };
@@ -192,14 +236,26 @@ pub struct WriteOptions {
 /// Writes `model` as an `.mlpackage` at `dest`, streaming constants into `weight.bin`. The
 /// package is assembled in a temporary directory beside `dest` and renamed into place when
 /// complete. Refuses to replace an existing `dest` unless `options.overwrite`.
-pub fn write_package(model: &Model, dest: impl AsRef<Path>, options: WriteOptions) -> Result<(), MilError> {
+pub fn write_package(
+    model: &Model,
+    dest: impl AsRef<Path>,
+    options: WriteOptions,
+) -> Result<(), MilError> {
     let dest = dest.as_ref();
     if dest.exists() && !options.overwrite {
-        return Err(MilError::AlreadyExists { path: dest.to_path_buf() });
+        return Err(MilError::AlreadyExists {
+            path: dest.to_path_buf(),
+        });
     }
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
-    let file_name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("model.mlpackage");
+    let file_name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model.mlpackage");
     let tmp = parent.join(format!(".{file_name}.partial-{}", uuid::Uuid::new_v4()));
     let result = write_into(model, &tmp).and_then(|()| replace_dir(&tmp, dest));
     if result.is_err() {
@@ -223,7 +279,8 @@ fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
     let model_path = data.join(MODEL_PATH);
     std::fs::write(&model_path, pb.encode_to_vec()).map_err(|e| MilError::io(&model_path, e))?;
     let manifest_path = dir.join("Manifest.json");
-    std::fs::write(&manifest_path, Manifest::new_package().to_json()).map_err(|e| MilError::io(&manifest_path, e))?;
+    std::fs::write(&manifest_path, Manifest::new_package().to_json())
+        .map_err(|e| MilError::io(&manifest_path, e))?;
     Ok(())
 }
 

@@ -29,9 +29,14 @@ impl Opset {
 
     /// The opset for an opset string.
     pub fn from_name(name: &str) -> Option<Opset> {
-        [Opset::CoreML5, Opset::CoreML6, Opset::CoreML7, Opset::CoreML8]
-            .into_iter()
-            .find(|o| o.name() == name)
+        [
+            Opset::CoreML5,
+            Opset::CoreML6,
+            Opset::CoreML7,
+            Opset::CoreML8,
+        ]
+        .into_iter()
+        .find(|o| o.name() == name)
     }
 
     /// The model specification version that introduced this opset.
@@ -78,7 +83,10 @@ pub struct Var {
 impl Var {
     /// A named value of the given type.
     pub fn new(name: impl Into<String>, ty: TensorType) -> Self {
-        Var { name: name.into(), ty }
+        Var {
+            name: name.into(),
+            ty,
+        }
     }
 }
 
@@ -135,7 +143,11 @@ impl Operation {
 
     /// The value of a `const` op.
     pub fn const_value(&self) -> Option<&ConstValue> {
-        if self.op_type == "const" { self.attributes.get("val") } else { None }
+        if self.op_type == "const" {
+            self.attributes.get("val")
+        } else {
+            None
+        }
     }
 }
 

@@ -9,8 +9,16 @@ use std::fmt::Write;
 pub fn program_text(p: &Program) -> String {
     let mut s = String::from("program(1.0)\n");
     if !p.build_info.is_empty() {
-        let info: Vec<String> = p.build_info.iter().map(|(k, v)| format!("{{{k:?}, {v:?}}}")).collect();
-        let _ = writeln!(s, "[buildInfo = dict<string, string>({{{}}})]", info.join(", "));
+        let info: Vec<String> = p
+            .build_info
+            .iter()
+            .map(|(k, v)| format!("{{{k:?}, {v:?}}}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "[buildInfo = dict<string, string>({{{}}})]",
+            info.join(", ")
+        );
     }
     s.push_str("{\n");
     for (name, f) in &p.functions {
@@ -21,8 +29,17 @@ pub fn program_text(p: &Program) -> String {
 }
 
 fn function_text(s: &mut String, name: &str, f: &Function) {
-    let inputs: Vec<String> = f.inputs.iter().map(|v| format!("%{}: {}(Tensor)", v.name, v.ty)).collect();
-    let _ = writeln!(s, "    func {name}<{}>({}) {{", f.opset.ios_name(), inputs.join(", "));
+    let inputs: Vec<String> = f
+        .inputs
+        .iter()
+        .map(|v| format!("%{}: {}(Tensor)", v.name, v.ty))
+        .collect();
+    let _ = writeln!(
+        s,
+        "    func {name}<{}>({}) {{",
+        f.opset.ios_name(),
+        inputs.join(", ")
+    );
     for op in &f.operations {
         let _ = writeln!(s, "        {}", op_text(op));
     }
@@ -32,7 +49,11 @@ fn function_text(s: &mut String, name: &str, f: &Function) {
 
 /// One op as a line of MIL text.
 pub fn op_text(op: &Operation) -> String {
-    let outs: Vec<String> = op.outputs.iter().map(|v| format!("%{}: {}", v.name, v.ty)).collect();
+    let outs: Vec<String> = op
+        .outputs
+        .iter()
+        .map(|v| format!("%{}: {}", v.name, v.ty))
+        .collect();
     let args: Vec<String> = op
         .inputs
         .iter()
@@ -44,12 +65,26 @@ pub fn op_text(op: &Operation) -> String {
                     Binding::Value(v) => value_text(v),
                 })
                 .collect();
-            if bs.len() == 1 { format!("{p}={}", vals[0]) } else { format!("{p}=({})", vals.join(", ")) }
+            if bs.len() == 1 {
+                format!("{p}={}", vals[0])
+            } else {
+                format!("{p}=({})", vals.join(", "))
+            }
         })
         .collect();
     let mut attrs = vec![format!("name={}", quoted(&op.name))];
-    attrs.extend(op.attributes.iter().map(|(k, v)| format!("{k}={}", value_text(v))));
-    format!("{} = {}({})[{}];", outs.join(", "), op.op_type, args.join(", "), attrs.join(", "))
+    attrs.extend(
+        op.attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={}", value_text(v))),
+    );
+    format!(
+        "{} = {}({})[{}];",
+        outs.join(", "),
+        op.op_type,
+        args.join(", "),
+        attrs.join(", ")
+    )
 }
 
 fn quoted(s: &str) -> String {
@@ -61,7 +96,9 @@ pub fn value_text(v: &ConstValue) -> String {
     let shape: Vec<String> = v.ty.shape.iter().map(|d| d.to_string()).collect();
     let ty = format!("tensor<{}, [{}]>", v.ty.dtype, shape.join(", "));
     if let ConstData::Blob { offset, .. } = &v.data {
-        return format!("{ty}(BLOBFILE(path=string(\"@model_path/weights/weight.bin\"), offset=uint64({offset})))");
+        return format!(
+            "{ty}(BLOBFILE(path=string(\"@model_path/weights/weight.bin\"), offset=uint64({offset})))"
+        );
     }
     if let Some(strings) = v.strings() {
         return match strings {
@@ -73,9 +110,15 @@ pub fn value_text(v: &ConstValue) -> String {
         return format!("{ty}(<{} elements>)", v.ty.element_count());
     }
     let body = match v.ty.dtype {
-        DType::Bool => v.to_i64_vec().map(|x| x.iter().map(|b| (*b != 0).to_string()).collect::<Vec<_>>()),
-        d if d.is_float() => v.to_f32_vec().map(|x| x.iter().map(|f| format!("{f:?}")).collect()),
-        _ => v.to_i64_vec().map(|x| x.iter().map(|i| i.to_string()).collect()),
+        DType::Bool => v
+            .to_i64_vec()
+            .map(|x| x.iter().map(|b| (*b != 0).to_string()).collect::<Vec<_>>()),
+        d if d.is_float() => v
+            .to_f32_vec()
+            .map(|x| x.iter().map(|f| format!("{f:?}")).collect()),
+        _ => v
+            .to_i64_vec()
+            .map(|x| x.iter().map(|i| i.to_string()).collect()),
     };
     let body = body.unwrap_or_else(|| vec!["?".into()]);
     if v.ty.shape.is_empty() {

@@ -69,7 +69,10 @@ impl ConstValue {
                 reason: format!("{} bytes do not hold a {ty}", bytes.len()),
             });
         }
-        Ok(ConstValue { ty, data: ConstData::Bytes(bytes) })
+        Ok(ConstValue {
+            ty,
+            data: ConstData::Bytes(bytes),
+        })
     }
 
     /// A constant whose bytes come from a streamed source; fails when the length does not match.
@@ -79,7 +82,10 @@ impl ConstValue {
                 reason: format!("source of {} bytes does not hold a {ty}", source.byte_len()),
             });
         }
-        Ok(ConstValue { ty, data: ConstData::Source(source) })
+        Ok(ConstValue {
+            ty,
+            data: ConstData::Source(source),
+        })
     }
 
     /// An fp32 tensor.
@@ -194,8 +200,14 @@ impl ConstValue {
         let v: Vec<i64> = match self.ty.dtype {
             DType::Bool | DType::U8 => b.iter().map(|&x| x as i64).collect(),
             DType::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
-            DType::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            DType::U16 => b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            DType::I16 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            DType::U16 => b
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             DType::I32 => b
                 .chunks_exact(4)
                 .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)

@@ -8,14 +8,23 @@ use sd_mil::package::{WriteOptions, read_package, write_package};
 #[test]
 fn every_apple_package_reads_and_checks() {
     let packages = common::apple_packages();
-    assert!(packages.len() >= 10, "expected the apple-tiny fixture packages, found {}", packages.len());
+    assert!(
+        packages.len() >= 10,
+        "expected the apple-tiny fixture packages, found {}",
+        packages.len()
+    );
     for p in &packages {
         let model = read_package(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert_eq!(model.spec_version, 7, "{}", p.display());
         let main = model.program.main().expect("main");
         assert!(main.operations.len() > 100, "{}", p.display());
         for op in &main.operations {
-            assert!(sd_mil::catalogue::is_known(&op.op_type), "{}: {}", p.display(), op.op_type);
+            assert!(
+                sd_mil::catalogue::is_known(&op.op_type),
+                "{}: {}",
+                p.display(),
+                op.op_type
+            );
         }
     }
 }
@@ -25,7 +34,9 @@ fn apple_packages_round_trip_through_our_writer() {
     let out = common::out_dir("apple_round_trip");
     for p in common::apple_packages() {
         let model = read_package(&p).unwrap();
-        let dest = out.join(p.parent().unwrap().file_name().unwrap()).join(p.file_name().unwrap());
+        let dest = out
+            .join(p.parent().unwrap().file_name().unwrap())
+            .join(p.file_name().unwrap());
         write_package(&model, &dest, WriteOptions { overwrite: true }).unwrap();
         let back = read_package(&dest).unwrap();
         common::assert_models_equal(&model, &back);

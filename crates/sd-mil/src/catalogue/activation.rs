@@ -11,7 +11,10 @@ fn same_as_x(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 
 fn gelu(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let mode = ctx.str_or("mode", "EXACT")?;
-    if !matches!(mode, "EXACT" | "TANH_APPROXIMATION" | "SIGMOID_APPROXIMATION") {
+    if !matches!(
+        mode,
+        "EXACT" | "TANH_APPROXIMATION" | "SIGMOID_APPROXIMATION"
+    ) {
         return Err(ctx.invalid("mode", format!("unknown gelu mode `{mode}`")));
     }
     same_as_x(ctx)
@@ -27,12 +30,36 @@ const X: &[super::ParamSpec] = &[req("x", TypeSet::FLOAT)];
 
 /// Activation ops.
 pub(super) const OPS: &[OpSpec] = &[
-    OpSpec { name: "silu", params: X, since: Opset::CoreML5, until: None, form: ParamForm::Inputs, infer: same_as_x },
-    OpSpec { name: "sigmoid", params: X, since: Opset::CoreML5, until: None, form: ParamForm::Inputs, infer: same_as_x },
-    OpSpec { name: "relu", params: X, since: Opset::CoreML5, until: None, form: ParamForm::Inputs, infer: same_as_x },
+    OpSpec {
+        name: "silu",
+        params: X,
+        since: Opset::CoreML5,
+        until: None,
+        form: ParamForm::Inputs,
+        infer: same_as_x,
+    },
+    OpSpec {
+        name: "sigmoid",
+        params: X,
+        since: Opset::CoreML5,
+        until: None,
+        form: ParamForm::Inputs,
+        infer: same_as_x,
+    },
+    OpSpec {
+        name: "relu",
+        params: X,
+        since: Opset::CoreML5,
+        until: None,
+        form: ParamForm::Inputs,
+        infer: same_as_x,
+    },
     OpSpec {
         name: "gelu",
-        params: &[req("x", TypeSet::FLOAT), konst("mode", TypeSet::STRING, Default::Str("EXACT"))],
+        params: &[
+            req("x", TypeSet::FLOAT),
+            konst("mode", TypeSet::STRING, Default::Str("EXACT")),
+        ],
         since: Opset::CoreML5,
         until: None,
         form: ParamForm::Inputs,
@@ -40,7 +67,10 @@ pub(super) const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "softmax",
-        params: &[req("x", TypeSet::FLOAT), konst("axis", TypeSet::INT32, Default::Int(-1))],
+        params: &[
+            req("x", TypeSet::FLOAT),
+            konst("axis", TypeSet::INT32, Default::Int(-1)),
+        ],
         since: Opset::CoreML5,
         until: None,
         form: ParamForm::Inputs,

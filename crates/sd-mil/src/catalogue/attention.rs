@@ -11,9 +11,15 @@ fn sdpa(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     ctx.same_dtype("value", q.dtype, v.dtype)?;
     let r = q.rank();
     if r < 3 || k.rank() != r || v.rank() != r {
-        return Err(ctx.invalid("query", format!("query {q}, key {k}, value {v} need equal ranks ≥ 3")));
+        return Err(ctx.invalid(
+            "query",
+            format!("query {q}, key {k}, value {v} need equal ranks ≥ 3"),
+        ));
     }
-    if q.shape[r - 1] != k.shape[r - 1] || k.shape[r - 2] != v.shape[r - 2] || q.shape[..r - 2] != k.shape[..r - 2] {
+    if q.shape[r - 1] != k.shape[r - 1]
+        || k.shape[r - 2] != v.shape[r - 2]
+        || q.shape[..r - 2] != k.shape[..r - 2]
+    {
         return Err(ctx.invalid("key", format!("query {q}, key {k}, value {v} do not match")));
     }
     let mut shape = q.shape.clone();

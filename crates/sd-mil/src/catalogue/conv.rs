@@ -8,14 +8,23 @@ use crate::{Opset, TensorType};
 fn conv(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let (x, w) = (ctx.ty("x")?, ctx.ty("weight")?);
     if x.rank() < 3 || w.rank() != x.rank() {
-        return Err(ctx.invalid("weight", format!("x {x} and weight {w} need equal ranks ≥ 3")));
+        return Err(ctx.invalid(
+            "weight",
+            format!("x {x} and weight {w} need equal ranks ≥ 3"),
+        ));
     }
     let spatial = x.rank() - 2;
     let groups = ctx.int_or("groups", 1)?;
-    if groups < 1 || x.shape[1] as i64 != w.shape[1] as i64 * groups || w.shape[0] as i64 % groups != 0 {
+    if groups < 1
+        || x.shape[1] as i64 != w.shape[1] as i64 * groups
+        || w.shape[0] as i64 % groups != 0
+    {
         return Err(ctx.invalid(
             "weight",
-            format!("weight {w} does not match {} input channels in {groups} group(s)", x.shape[1]),
+            format!(
+                "weight {w} does not match {} input channels in {groups} group(s)",
+                x.shape[1]
+            ),
         ));
     }
     if let Some(b) = ctx.opt_ty("bias")
@@ -36,7 +45,12 @@ fn conv(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let pad = list("pad", 0, 2 * spatial)?;
     let mut shape = vec![x.shape[0], w.shape[0]];
     for i in 0..spatial {
-        let (input, k, s, d) = (x.shape[i + 2] as i64, w.shape[i + 2] as i64, strides[i], dilations[i]);
+        let (input, k, s, d) = (
+            x.shape[i + 2] as i64,
+            w.shape[i + 2] as i64,
+            strides[i],
+            dilations[i],
+        );
         if s < 1 || d < 1 {
             return Err(ctx.invalid("strides", "strides and dilations must be ≥ 1"));
         }
@@ -48,7 +62,10 @@ fn conv(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
             other => return Err(ctx.invalid("pad_type", format!("unknown pad_type `{other}`"))),
         };
         if out < 1 {
-            return Err(ctx.invalid("x", format!("spatial size {input} is too small for kernel {k}")));
+            return Err(ctx.invalid(
+                "x",
+                format!("spatial size {input} is too small for kernel {k}"),
+            ));
         }
         shape.push(out as usize);
     }
@@ -79,7 +96,10 @@ fn pad(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let x = ctx.ty("x")?;
     let pad = ctx.req_ints("pad")?;
     if pad.len() % 2 != 0 || pad.len() / 2 > x.rank() || pad.iter().any(|p| *p < 0) {
-        return Err(ctx.invalid("pad", format!("{} non-negative values do not pad {x}", pad.len())));
+        return Err(ctx.invalid(
+            "pad",
+            format!("{} non-negative values do not pad {x}", pad.len()),
+        ));
     }
     let mode = ctx.str_or("mode", "constant")?;
     if !matches!(mode, "constant" | "reflect" | "replicate") {
@@ -131,7 +151,10 @@ pub(super) const OPS: &[OpSpec] = &[
             req("x", TypeSet::FLOAT),
             konst("pad", TypeSet::INT32, Default::Required),
             konst("mode", TypeSet::STRING, Default::Str("constant")),
-            same(konst("constant_val", TypeSet::FLOAT, Default::Float(0.0)), "x"),
+            same(
+                konst("constant_val", TypeSet::FLOAT, Default::Float(0.0)),
+                "x",
+            ),
         ],
         since: Opset::CoreML5,
         until: None,

@@ -6,7 +6,10 @@ use super::{Default, InferCtx, OpSpec, ParamForm, ParamSpec, TypeSet, broadcast_
 use crate::error::ProgramError;
 use crate::{DType, Opset, TensorType};
 
-const BINARY: &[ParamSpec] = &[req("x", TypeSet::NUMERIC), same(req("y", TypeSet::NUMERIC), "x")];
+const BINARY: &[ParamSpec] = &[
+    req("x", TypeSet::NUMERIC),
+    same(req("y", TypeSet::NUMERIC), "x"),
+];
 const LOGICAL: &[ParamSpec] = &[req("x", TypeSet::BOOL), req("y", TypeSet::BOOL)];
 const UNARY: &[ParamSpec] = &[req("x", TypeSet::FLOAT)];
 const UNARY_NUMERIC: &[ParamSpec] = &[req("x", TypeSet::NUMERIC)];
@@ -14,9 +17,8 @@ const UNARY_NUMERIC: &[ParamSpec] = &[req("x", TypeSet::NUMERIC)];
 fn broadcast(ctx: &InferCtx<'_>, out: Option<DType>) -> Result<Vec<TensorType>, ProgramError> {
     let (x, y) = (ctx.ty("x")?, ctx.ty("y")?);
     ctx.same_dtype("y", x.dtype, y.dtype)?;
-    let shape = broadcast_shapes(&x.shape, &y.shape).ok_or_else(|| {
-        ctx.invalid("y", format!("shape {y} does not broadcast with {x}"))
-    })?;
+    let shape = broadcast_shapes(&x.shape, &y.shape)
+        .ok_or_else(|| ctx.invalid("y", format!("shape {y} does not broadcast with {x}")))?;
     Ok(vec![TensorType::new(out.unwrap_or(x.dtype), shape)])
 }
 
@@ -35,7 +37,19 @@ fn same_as_x(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 fn cast(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let name = ctx.str_or("dtype", "")?;
     let dtype = DType::from_name(name)
-        .filter(|d| matches!(d, DType::F16 | DType::F32 | DType::I32 | DType::Bool | DType::I8 | DType::U8 | DType::I16 | DType::U16))
+        .filter(|d| {
+            matches!(
+                d,
+                DType::F16
+                    | DType::F32
+                    | DType::I32
+                    | DType::Bool
+                    | DType::I8
+                    | DType::U8
+                    | DType::I16
+                    | DType::U16
+            )
+        })
         .ok_or_else(|| ctx.invalid("dtype", format!("cannot cast to `{name}`")))?;
     Ok(vec![ctx.ty("x")?.with_dtype(dtype)])
 }
@@ -96,4 +110,3 @@ pub(super) const OPS: &[OpSpec] = ops! {
     "select" => &[req("cond", TypeSet::BOOL), req("a", TypeSet::ANY), same(req("b", TypeSet::ANY), "a")], select;
     "identity" => &[req("x", TypeSet::ANY)], same_as_x;
 };
-

@@ -21,7 +21,10 @@ fn gather(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 fn gather_nd(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let (x, idx) = (ctx.ty("x")?, ctx.ty("indices")?);
     let batch = ctx.int_or("batch_dims", 0)?.max(0) as usize;
-    let k = *idx.shape.last().ok_or_else(|| ctx.invalid("indices", "rank 0 indices"))?;
+    let k = *idx
+        .shape
+        .last()
+        .ok_or_else(|| ctx.invalid("indices", "rank 0 indices"))?;
     if batch + k > x.rank() {
         return Err(ctx.invalid("indices", format!("index depth {k} exceeds {x}")));
     }
@@ -38,8 +41,14 @@ pub(super) const OPS: &[OpSpec] = &[
             req("x", TypeSet::ANY),
             req("indices", TypeSet::INDEX),
             konst("axis", TypeSet::INT32, Default::Int(0)),
-            since(konst("batch_dims", TypeSet::INT32, Default::Int(0)), Opset::CoreML6),
-            since(konst("validate_indices", TypeSet::BOOL, Default::Bool(false)), Opset::CoreML7),
+            since(
+                konst("batch_dims", TypeSet::INT32, Default::Int(0)),
+                Opset::CoreML6,
+            ),
+            since(
+                konst("validate_indices", TypeSet::BOOL, Default::Bool(false)),
+                Opset::CoreML7,
+            ),
         ],
         since: Opset::CoreML5,
         until: None,
@@ -51,8 +60,14 @@ pub(super) const OPS: &[OpSpec] = &[
         params: &[
             req("x", TypeSet::ANY),
             req("indices", TypeSet::INDEX),
-            since(konst("batch_dims", TypeSet::INT32, Default::Int(0)), Opset::CoreML6),
-            since(konst("validate_indices", TypeSet::BOOL, Default::Bool(false)), Opset::CoreML7),
+            since(
+                konst("batch_dims", TypeSet::INT32, Default::Int(0)),
+                Opset::CoreML6,
+            ),
+            since(
+                konst("validate_indices", TypeSet::BOOL, Default::Bool(false)),
+                Opset::CoreML7,
+            ),
         ],
         since: Opset::CoreML5,
         until: None,

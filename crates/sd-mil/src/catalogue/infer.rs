@@ -132,9 +132,16 @@ impl<'a> InferCtx<'a> {
     pub fn axis(&self, param: &str, axis: i64, rank: usize) -> Result<usize, ProgramError> {
         let r = rank as i64;
         if axis < -r || axis >= r {
-            return Err(self.invalid(param, format!("axis {axis} is out of range for rank {rank}")));
+            return Err(self.invalid(
+                param,
+                format!("axis {axis} is out of range for rank {rank}"),
+            ));
         }
-        Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+        Ok(if axis < 0 {
+            (axis + r) as usize
+        } else {
+            axis as usize
+        })
     }
 
     /// Requires two types to have the same element type.
@@ -165,8 +172,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,

@@ -46,8 +46,12 @@ fn matmul(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     if xs[rx - 1] != ys[ry - 2] {
         return Err(ctx.invalid("y", format!("inner dimensions differ: {x} · {y}")));
     }
-    let mut shape = broadcast_shapes(&xs[..rx - 2], &ys[..ry - 2])
-        .ok_or_else(|| ctx.invalid("y", format!("batch dimensions of {x} and {y} do not broadcast")))?;
+    let mut shape = broadcast_shapes(&xs[..rx - 2], &ys[..ry - 2]).ok_or_else(|| {
+        ctx.invalid(
+            "y",
+            format!("batch dimensions of {x} and {y} do not broadcast"),
+        )
+    })?;
     if !x_vec {
         shape.push(xs[rx - 2]);
     }
@@ -65,7 +69,10 @@ fn einsum(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
         .ok_or_else(|| ctx.invalid("equation", format!("`{eq}` has no `->`")))?;
     let terms: Vec<&str> = lhs.split(',').collect();
     if terms.len() != tys.len() || tys.len() != 2 {
-        return Err(ctx.invalid("values", format!("`{eq}` needs {} values, got {}", terms.len(), tys.len())));
+        return Err(ctx.invalid(
+            "values",
+            format!("`{eq}` needs {} values, got {}", terms.len(), tys.len()),
+        ));
     }
     ctx.same_dtype("values", tys[0].dtype, tys[1].dtype)?;
     let mut sizes: BTreeMap<char, usize> = BTreeMap::new();
@@ -82,7 +89,14 @@ fn einsum(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     }
     let shape = rhs
         .chars()
-        .map(|c| sizes.get(&c).copied().ok_or_else(|| ctx.invalid("equation", format!("output index `{c}` is not an input index"))))
+        .map(|c| {
+            sizes.get(&c).copied().ok_or_else(|| {
+                ctx.invalid(
+                    "equation",
+                    format!("output index `{c}` is not an input index"),
+                )
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(vec![TensorType::new(tys[0].dtype, shape)])
 }
@@ -116,7 +130,10 @@ pub(super) const OPS: &[OpSpec] = &[
     },
     OpSpec {
         name: "einsum",
-        params: &[variadic("values", TypeSet::FLOAT), konst("equation", TypeSet::STRING, Default::Required)],
+        params: &[
+            variadic("values", TypeSet::FLOAT),
+            konst("equation", TypeSet::STRING, Default::Required),
+        ],
         since: Opset::CoreML5,
         until: None,
         form: ParamForm::Inputs,

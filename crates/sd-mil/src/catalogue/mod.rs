@@ -22,8 +22,8 @@ pub use infer::{InferCtx, broadcast_shapes};
 pub use types::TypeSet;
 pub use validate::{ValueInfo, infer_op};
 
-use crate::{Opset, TensorType};
 use crate::error::ProgramError;
+use crate::{Opset, TensorType};
 
 /// How a parameter may be bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,19 +156,47 @@ pub(crate) mod p {
 
     /// A required tensor parameter.
     pub const fn req(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Required, since: Opset::CoreML5, same_dtype_as: None }
+        ParamSpec {
+            name,
+            types,
+            kind: ParamKind::Tensor,
+            default: Default::Required,
+            since: Opset::CoreML5,
+            same_dtype_as: None,
+        }
     }
     /// An optional tensor parameter with no default.
     pub const fn opt(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Tensor, default: Default::Absent, since: Opset::CoreML5, same_dtype_as: None }
+        ParamSpec {
+            name,
+            types,
+            kind: ParamKind::Tensor,
+            default: Default::Absent,
+            since: Opset::CoreML5,
+            same_dtype_as: None,
+        }
     }
     /// A constant parameter with a default.
     pub const fn konst(name: &'static str, types: TypeSet, default: Default) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Const, default, since: Opset::CoreML5, same_dtype_as: None }
+        ParamSpec {
+            name,
+            types,
+            kind: ParamKind::Const,
+            default,
+            since: Opset::CoreML5,
+            same_dtype_as: None,
+        }
     }
     /// A required variadic parameter.
     pub const fn variadic(name: &'static str, types: TypeSet) -> ParamSpec {
-        ParamSpec { name, types, kind: ParamKind::Variadic, default: Default::Required, since: Opset::CoreML5, same_dtype_as: None }
+        ParamSpec {
+            name,
+            types,
+            kind: ParamKind::Variadic,
+            default: Default::Required,
+            since: Opset::CoreML5,
+            same_dtype_as: None,
+        }
     }
     /// The same parameter, whose element type must equal that of `other`.
     pub const fn same(mut spec: ParamSpec, other: &'static str) -> ParamSpec {
@@ -193,7 +221,12 @@ mod tests {
 
     #[test]
     fn names_are_unique_per_opset() {
-        for opset in [Opset::CoreML5, Opset::CoreML6, Opset::CoreML7, Opset::CoreML8] {
+        for opset in [
+            Opset::CoreML5,
+            Opset::CoreML6,
+            Opset::CoreML7,
+            Opset::CoreML8,
+        ] {
             let mut seen = std::collections::BTreeSet::new();
             for s in all().filter(|s| s.exists_in(opset)) {
                 assert!(seen.insert(s.name), "{} twice in {:?}", s.name, opset);

@@ -16,7 +16,9 @@ fn channel_param(ctx: &InferCtx<'_>, param: &str, channels: usize) -> Result<(),
 
 fn layer_norm(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let x = ctx.ty("x")?;
-    let axes = ctx.ints("axes")?.unwrap_or_else(|| (0..x.rank() as i64).collect());
+    let axes = ctx
+        .ints("axes")?
+        .unwrap_or_else(|| (0..x.rank() as i64).collect());
     let mut norm_shape = Vec::new();
     for a in axes {
         norm_shape.push(x.shape[ctx.axis("axes", a, x.rank())?]);
@@ -51,7 +53,11 @@ pub(super) const OPS: &[OpSpec] = &[
             konst("axes", TypeSet::INT32, Default::Derived),
             same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
             same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
-            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
+            same_until(
+                konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+                "x",
+                Opset::CoreML6,
+            ),
         ],
         since: Opset::CoreML5,
         until: None,
@@ -64,7 +70,11 @@ pub(super) const OPS: &[OpSpec] = &[
             req("x", TypeSet::FLOAT),
             same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
             same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
-            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
+            same_until(
+                konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+                "x",
+                Opset::CoreML6,
+            ),
         ],
         since: Opset::CoreML5,
         until: None,
@@ -79,7 +89,11 @@ pub(super) const OPS: &[OpSpec] = &[
             same_until(req("variance", TypeSet::FLOAT), "x", Opset::CoreML6),
             same_until(opt("gamma", TypeSet::FLOAT), "x", Opset::CoreML6),
             same_until(opt("beta", TypeSet::FLOAT), "x", Opset::CoreML6),
-            same_until(konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)), "x", Opset::CoreML6),
+            same_until(
+                konst("epsilon", TypeSet::FLOAT, Default::Float(1e-5)),
+                "x",
+                Opset::CoreML6,
+            ),
         ],
         since: Opset::CoreML5,
         until: None,

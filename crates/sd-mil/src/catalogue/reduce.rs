@@ -8,7 +8,10 @@ use crate::{DType, Opset, TensorType};
 fn reduce(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let x = ctx.ty("x")?;
     let axes = match ctx.ints("axes")? {
-        Some(a) => a.into_iter().map(|a| ctx.axis("axes", a, x.rank())).collect::<Result<Vec<_>, _>>()?,
+        Some(a) => a
+            .into_iter()
+            .map(|a| ctx.axis("axes", a, x.rank()))
+            .collect::<Result<Vec<_>, _>>()?,
         None => (0..x.rank()).collect(),
     };
     let keep = ctx.bool_or("keep_dims", false)?;
@@ -48,7 +51,14 @@ const ARG: &[ParamSpec] = &[
 ];
 
 const fn spec(name: &'static str, params: &'static [ParamSpec], infer: super::InferFn) -> OpSpec {
-    OpSpec { name, params, since: Opset::CoreML5, until: None, form: ParamForm::Inputs, infer }
+    OpSpec {
+        name,
+        params,
+        since: Opset::CoreML5,
+        until: None,
+        form: ParamForm::Inputs,
+        infer,
+    }
 }
 
 /// Reduction ops.

@@ -19,7 +19,9 @@ fn reshape(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
             }
             0 if i < x.rank() => shape.push(x.shape[i]),
             d if d > 0 => shape.push(d as usize),
-            _ => return Err(ctx.invalid("shape", format!("bad target dimension {d} in {target:?}"))),
+            _ => {
+                return Err(ctx.invalid("shape", format!("bad target dimension {d} in {target:?}")));
+            }
         }
     }
     let known: usize = shape.iter().product();
@@ -48,7 +50,10 @@ fn transpose(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
         shape.push(x.shape[a]);
     }
     if perm.len() != x.rank() {
-        return Err(ctx.invalid("perm", format!("{perm:?} is not a permutation of {} axes", x.rank())));
+        return Err(ctx.invalid(
+            "perm",
+            format!("{perm:?} is not a permutation of {} axes", x.rank()),
+        ));
     }
     Ok(vec![TensorType::new(x.dtype, shape)])
 }
@@ -62,9 +67,16 @@ fn concat(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     for t in &tys {
         ctx.same_dtype("values", first.dtype, t.dtype)?;
         let same_rest = t.rank() == first.rank()
-            && t.shape.iter().zip(&first.shape).enumerate().all(|(i, (a, b))| i == axis || a == b);
+            && t.shape
+                .iter()
+                .zip(&first.shape)
+                .enumerate()
+                .all(|(i, (a, b))| i == axis || a == b);
         if !same_rest {
-            return Err(ctx.invalid("values", format!("{t} does not concatenate with {first} on axis {axis}")));
+            return Err(ctx.invalid(
+                "values",
+                format!("{t} does not concatenate with {first} on axis {axis}"),
+            ));
         }
         shape[axis] += t.shape[axis];
     }
@@ -105,12 +117,28 @@ fn split(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 fn slice_len(dim: i64, begin: i64, end: i64, stride: i64, begin_all: bool, end_all: bool) -> i64 {
     let wrap = |v: i64| if v < 0 { v + dim } else { v };
     if stride > 0 {
-        let b = if begin_all { 0 } else { wrap(begin).clamp(0, dim) };
-        let e = if end_all { dim } else { wrap(end).clamp(0, dim) };
+        let b = if begin_all {
+            0
+        } else {
+            wrap(begin).clamp(0, dim)
+        };
+        let e = if end_all {
+            dim
+        } else {
+            wrap(end).clamp(0, dim)
+        };
         ((e - b).max(0) + stride - 1) / stride
     } else {
-        let b = if begin_all { dim - 1 } else { wrap(begin).clamp(-1, dim - 1) };
-        let e = if end_all { -1 } else { wrap(end).clamp(-1, dim - 1) };
+        let b = if begin_all {
+            dim - 1
+        } else {
+            wrap(begin).clamp(-1, dim - 1)
+        };
+        let e = if end_all {
+            -1
+        } else {
+            wrap(end).clamp(-1, dim - 1)
+        };
         ((b - e).max(0) + (-stride) - 1) / (-stride)
     }
 }
@@ -126,13 +154,24 @@ fn slice_by_index(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
         Ok(v)
     };
     let (begin, end, stride) = (get("begin", 0)?, get("end", 0)?, get("stride", 1)?);
-    let (bm, em, sm) = (get("begin_mask", 0)?, get("end_mask", 0)?, get("squeeze_mask", 0)?);
+    let (bm, em, sm) = (
+        get("begin_mask", 0)?,
+        get("end_mask", 0)?,
+        get("squeeze_mask", 0)?,
+    );
     let mut shape = Vec::new();
     for i in 0..r {
         if stride[i] == 0 {
             return Err(ctx.invalid("stride", "stride 0"));
         }
-        let n = slice_len(x.shape[i] as i64, begin[i], end[i], stride[i], bm[i] != 0, em[i] != 0);
+        let n = slice_len(
+            x.shape[i] as i64,
+            begin[i],
+            end[i],
+            stride[i],
+            bm[i] != 0,
+            em[i] != 0,
+        );
         if sm[i] != 0 {
             continue;
         }
@@ -182,13 +221,19 @@ fn expand_dims(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 fn squeeze(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     let x = ctx.ty("x")?;
     let drop: Vec<usize> = match ctx.ints("axes")? {
-        Some(a) => a.into_iter().map(|a| ctx.axis("axes", a, x.rank())).collect::<Result<_, _>>()?,
+        Some(a) => a
+            .into_iter()
+            .map(|a| ctx.axis("axes", a, x.rank()))
+            .collect::<Result<_, _>>()?,
         None => (0..x.rank()).filter(|&i| x.shape[i] == 1).collect(),
     };
     if drop.iter().any(|&i| x.shape[i] != 1) {
         return Err(ctx.invalid("axes", format!("cannot squeeze a dimension ≠ 1 of {x}")));
     }
-    let shape = (0..x.rank()).filter(|i| !drop.contains(i)).map(|i| x.shape[i]).collect::<Vec<_>>();
+    let shape = (0..x.rank())
+        .filter(|i| !drop.contains(i))
+        .map(|i| x.shape[i])
+        .collect::<Vec<_>>();
     Ok(vec![TensorType::new(x.dtype, shape)])
 }
 
@@ -213,7 +258,10 @@ fn fill(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
         return Err(ctx.invalid("shape", format!("negative dimension in {shape:?}")));
     }
     let dtype = ctx.opt_ty("value").map_or(DType::F32, |t| t.dtype);
-    Ok(vec![TensorType::new(dtype, shape.into_iter().map(|d| d as usize).collect::<Vec<_>>())])
+    Ok(vec![TensorType::new(
+        dtype,
+        shape.into_iter().map(|d| d as usize).collect::<Vec<_>>(),
+    )])
 }
 
 fn tile(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
@@ -222,7 +270,12 @@ fn tile(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
     if reps.len() != x.rank() || reps.iter().any(|r| *r < 1) {
         return Err(ctx.invalid("reps", format!("{reps:?} does not tile {x}")));
     }
-    let shape = x.shape.iter().zip(&reps).map(|(d, r)| d * *r as usize).collect::<Vec<_>>();
+    let shape = x
+        .shape
+        .iter()
+        .zip(&reps)
+        .map(|(d, r)| d * *r as usize)
+        .collect::<Vec<_>>();
     Ok(vec![TensorType::new(x.dtype, shape)])
 }
 
@@ -235,7 +288,14 @@ fn band_part(ctx: &InferCtx<'_>) -> Result<Vec<TensorType>, ProgramError> {
 }
 
 const fn spec(name: &'static str, params: &'static [ParamSpec], infer: super::InferFn) -> OpSpec {
-    OpSpec { name, params, since: Opset::CoreML5, until: None, form: ParamForm::Inputs, infer }
+    OpSpec {
+        name,
+        params,
+        since: Opset::CoreML5,
+        until: None,
+        form: ParamForm::Inputs,
+        infer,
+    }
 }
 
 const INTS: TypeSet = TypeSet::INT32;
@@ -243,11 +303,29 @@ const MASK: TypeSet = TypeSet::BOOL;
 
 /// Shape ops.
 pub(super) const OPS: &[OpSpec] = &[
-    spec("reshape", &[req("x", TypeSet::ANY), konst("shape", INTS, Default::Required)], reshape),
-    spec("transpose", &[req("x", TypeSet::ANY), konst("perm", INTS, Default::Required)], transpose),
+    spec(
+        "reshape",
+        &[
+            req("x", TypeSet::ANY),
+            konst("shape", INTS, Default::Required),
+        ],
+        reshape,
+    ),
+    spec(
+        "transpose",
+        &[
+            req("x", TypeSet::ANY),
+            konst("perm", INTS, Default::Required),
+        ],
+        transpose,
+    ),
     spec(
         "concat",
-        &[variadic("values", TypeSet::ANY), konst("axis", INTS, Default::Required), konst("interleave", MASK, Default::Bool(false))],
+        &[
+            variadic("values", TypeSet::ANY),
+            konst("axis", INTS, Default::Required),
+            konst("interleave", MASK, Default::Bool(false)),
+        ],
         concat,
     ),
     spec(
@@ -275,21 +353,60 @@ pub(super) const OPS: &[OpSpec] = &[
     ),
     spec(
         "slice_by_size",
-        &[req("x", TypeSet::ANY), konst("begin", INTS, Default::Required), konst("size", INTS, Default::Required)],
+        &[
+            req("x", TypeSet::ANY),
+            konst("begin", INTS, Default::Required),
+            konst("size", INTS, Default::Required),
+        ],
         slice_by_size,
     ),
-    spec("expand_dims", &[req("x", TypeSet::ANY), konst("axes", INTS, Default::Required)], expand_dims),
-    spec("squeeze", &[req("x", TypeSet::ANY), konst("axes", INTS, Default::Derived)], squeeze),
-    spec("stack", &[variadic("values", TypeSet::ANY), konst("axis", INTS, Default::Required)], stack),
+    spec(
+        "expand_dims",
+        &[
+            req("x", TypeSet::ANY),
+            konst("axes", INTS, Default::Required),
+        ],
+        expand_dims,
+    ),
+    spec(
+        "squeeze",
+        &[
+            req("x", TypeSet::ANY),
+            konst("axes", INTS, Default::Derived),
+        ],
+        squeeze,
+    ),
+    spec(
+        "stack",
+        &[
+            variadic("values", TypeSet::ANY),
+            konst("axis", INTS, Default::Required),
+        ],
+        stack,
+    ),
     spec(
         "fill",
-        &[konst("shape", INTS, Default::Required), konst("value", TypeSet::NUMERIC.or(MASK), Default::Float(0.0))],
+        &[
+            konst("shape", INTS, Default::Required),
+            konst("value", TypeSet::NUMERIC.or(MASK), Default::Float(0.0)),
+        ],
         fill,
     ),
-    spec("tile", &[req("x", TypeSet::ANY), konst("reps", INTS, Default::Required)], tile),
+    spec(
+        "tile",
+        &[
+            req("x", TypeSet::ANY),
+            konst("reps", INTS, Default::Required),
+        ],
+        tile,
+    ),
     spec(
         "band_part",
-        &[req("x", TypeSet::ANY), konst("lower", INTS, Default::Int(-1)), konst("upper", INTS, Default::Int(-1))],
+        &[
+            req("x", TypeSet::ANY),
+            konst("lower", INTS, Default::Int(-1)),
+            konst("upper", INTS, Default::Int(-1)),
+        ],
         band_part,
     ),
 ];

@@ -17,7 +17,12 @@ impl TypeSet {
     pub const INT32: TypeSet = TypeSet(bit(DType::I32));
     /// Index types: int8/16/32/64 and uint8/16 (gather indices).
     pub const INDEX: TypeSet = TypeSet(
-        bit(DType::I8) | bit(DType::I16) | bit(DType::I32) | bit(DType::I64) | bit(DType::U8) | bit(DType::U16),
+        bit(DType::I8)
+            | bit(DType::I16)
+            | bit(DType::I32)
+            | bit(DType::I64)
+            | bit(DType::U8)
+            | bit(DType::U16),
     );
     /// fp16, fp32 and int32: the numeric types of elementwise ops.
     pub const NUMERIC: TypeSet = TypeSet(Self::FLOAT.0 | bit(DType::I32));

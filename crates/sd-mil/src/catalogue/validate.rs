@@ -31,7 +31,10 @@ pub fn infer_op<'a>(
                 opset: opset.name().to_string(),
             }
         } else {
-            ProgramError::UnknownOp { op: op.name.clone(), op_type: op.op_type.clone() }
+            ProgramError::UnknownOp {
+                op: op.name.clone(),
+                op_type: op.op_type.clone(),
+            }
         }
     })?;
     let unknown = |param: &str| ProgramError::UnknownParam {
@@ -51,7 +54,10 @@ pub fn infer_op<'a>(
                             op: op.name.clone(),
                             name: n.clone(),
                         }),
-                        Binding::Value(v) => Ok(ValueInfo { ty: &v.ty, konst: Some(v) }),
+                        Binding::Value(v) => Ok(ValueInfo {
+                            ty: &v.ty,
+                            konst: Some(v),
+                        }),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 args.push((param.as_str(), infos));
@@ -65,7 +71,13 @@ pub fn infer_op<'a>(
                 return Err(unknown(param));
             }
             for (param, v) in &op.attributes {
-                args.push((param.as_str(), vec![ValueInfo { ty: &v.ty, konst: Some(v) }]));
+                args.push((
+                    param.as_str(),
+                    vec![ValueInfo {
+                        ty: &v.ty,
+                        konst: Some(v),
+                    }],
+                ));
             }
         }
     }
@@ -80,7 +92,15 @@ pub fn infer_op<'a>(
                 op: op.name.clone(),
                 op_type: op.op_type.clone(),
                 param: param.to_string(),
-                reason: format!("expected {} binding(s), got {}", if ps.kind == ParamKind::Variadic { "1 or more" } else { "1" }, infos.len()),
+                reason: format!(
+                    "expected {} binding(s), got {}",
+                    if ps.kind == ParamKind::Variadic {
+                        "1 or more"
+                    } else {
+                        "1"
+                    },
+                    infos.len()
+                ),
             });
         }
         for info in infos {
@@ -103,11 +123,17 @@ pub fn infer_op<'a>(
         }
     }
     for (param, infos) in &args {
-        let Some((other, until)) = spec.param(param).and_then(|ps| ps.same_dtype_as) else { continue };
+        let Some((other, until)) = spec.param(param).and_then(|ps| ps.same_dtype_as) else {
+            continue;
+        };
         if until.is_some_and(|u| opset > u) {
             continue;
         }
-        let want = args.iter().find(|(p, _)| *p == other).and_then(|(_, v)| v.first()).map(|v| v.ty.dtype);
+        let want = args
+            .iter()
+            .find(|(p, _)| *p == other)
+            .and_then(|(_, v)| v.first())
+            .map(|v| v.ty.dtype);
         if let (Some(want), Some(found)) = (want, infos.first().map(|v| v.ty.dtype))
             && want != found
         {
@@ -120,7 +146,11 @@ pub fn infer_op<'a>(
             });
         }
     }
-    for ps in spec.params.iter().filter(|p| p.required() && opset >= p.since) {
+    for ps in spec
+        .params
+        .iter()
+        .filter(|p| p.required() && opset >= p.since)
+    {
         if !args.iter().any(|(p, _)| *p == ps.name) {
             return Err(ProgramError::MissingInput {
                 op: op.name.clone(),
@@ -129,6 +159,11 @@ pub fn infer_op<'a>(
             });
         }
     }
-    let ctx = InferCtx { op: &op.name, op_type: &op.op_type, opset, args };
+    let ctx = InferCtx {
+        op: &op.name,
+        op_type: &op.op_type,
+        opset,
+        args,
+    };
     (spec.infer)(&ctx)
 }

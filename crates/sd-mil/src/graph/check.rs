@@ -18,12 +18,18 @@ pub fn check_function(f: &Function) -> Result<(), ProgramError> {
     let mut values: HashMap<&str, (&TensorType, Option<&ConstValue>)> = HashMap::new();
     for v in &f.inputs {
         if values.insert(&v.name, (&v.ty, None)).is_some() {
-            return Err(ProgramError::DuplicateValue { name: v.name.clone() });
+            return Err(ProgramError::DuplicateValue {
+                name: v.name.clone(),
+            });
         }
     }
     for op in &f.operations {
         let inferred = {
-            let lookup = |n: &str| values.get(n).map(|(ty, konst)| ValueInfo { ty, konst: *konst });
+            let lookup = |n: &str| {
+                values
+                    .get(n)
+                    .map(|(ty, konst)| ValueInfo { ty, konst: *konst })
+            };
             infer_op(op, f.opset, &lookup)?
         };
         if inferred.len() != op.outputs.len() {
@@ -46,13 +52,18 @@ pub fn check_function(f: &Function) -> Result<(), ProgramError> {
                 });
             }
             if values.insert(&v.name, (&v.ty, op.const_value())).is_some() {
-                return Err(ProgramError::DuplicateValue { name: v.name.clone() });
+                return Err(ProgramError::DuplicateValue {
+                    name: v.name.clone(),
+                });
             }
         }
     }
     for o in &f.outputs {
         if !values.contains_key(o.as_str()) {
-            return Err(ProgramError::UndefinedValue { op: "<outputs>".into(), name: o.clone() });
+            return Err(ProgramError::UndefinedValue {
+                op: "<outputs>".into(),
+                name: o.clone(),
+            });
         }
     }
     Ok(())

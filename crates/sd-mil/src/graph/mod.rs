@@ -22,7 +22,12 @@ pub fn consumers(f: &Function, name: &str) -> Vec<usize> {
 /// For every value name, how many times ops and block outputs read it.
 pub fn use_counts(f: &Function) -> HashMap<&str, usize> {
     let mut counts = HashMap::new();
-    for n in f.operations.iter().flat_map(|op| op.input_names()).chain(f.outputs.iter().map(String::as_str)) {
+    for n in f
+        .operations
+        .iter()
+        .flat_map(|op| op.input_names())
+        .chain(f.outputs.iter().map(String::as_str))
+    {
         *counts.entry(n).or_insert(0) += 1;
     }
     counts
@@ -45,7 +50,12 @@ pub fn topological_order(f: &Function) -> Result<Vec<usize>, ProgramError> {
             match producer.get(n) {
                 Some(&p) => d.push(p),
                 None if inputs.contains(n) => {}
-                None => return Err(ProgramError::UndefinedValue { op: op.name.clone(), name: n.to_string() }),
+                None => {
+                    return Err(ProgramError::UndefinedValue {
+                        op: op.name.clone(),
+                        name: n.to_string(),
+                    });
+                }
             }
         }
         deps.push(d);
@@ -66,12 +76,14 @@ pub fn topological_order(f: &Function) -> Result<Vec<usize>, ProgramError> {
                 stack.push((i, k + 1));
                 match state[d] {
                     0 => stack.push((d, 0)),
-                    1 => return Err(ProgramError::InvalidValue {
-                        op: f.operations[i].name.clone(),
-                        op_type: f.operations[i].op_type.clone(),
-                        param: "inputs".into(),
-                        reason: "the graph has a cycle".into(),
-                    }),
+                    1 => {
+                        return Err(ProgramError::InvalidValue {
+                            op: f.operations[i].name.clone(),
+                            op_type: f.operations[i].op_type.clone(),
+                            param: "inputs".into(),
+                            reason: "the graph has a cycle".into(),
+                        });
+                    }
                     _ => {}
                 }
             } else {
@@ -86,8 +98,14 @@ pub fn topological_order(f: &Function) -> Result<Vec<usize>, ProgramError> {
 /// Reorders the ops topologically (see [`topological_order`]).
 pub fn sort_topologically(f: &mut Function) -> Result<(), ProgramError> {
     let order = topological_order(f)?;
-    let mut ops: Vec<Option<_>> = std::mem::take(&mut f.operations).into_iter().map(Some).collect();
-    f.operations = order.into_iter().map(|i| ops[i].take().expect("each index once")).collect();
+    let mut ops: Vec<Option<_>> = std::mem::take(&mut f.operations)
+        .into_iter()
+        .map(Some)
+        .collect();
+    f.operations = order
+        .into_iter()
+        .map(|i| ops[i].take().expect("each index once"))
+        .collect();
     Ok(())
 }
 
@@ -136,17 +154,24 @@ pub fn replace_all_uses(f: &mut Function, old: &str, new: &str) -> usize {
 /// not an identifier, or `old` is undefined.
 pub fn rename(f: &mut Function, old: &str, new: &str) -> Result<(), ProgramError> {
     if !crate::builder::is_identifier(new) {
-        return Err(ProgramError::BadIdentifier { name: new.to_string() });
+        return Err(ProgramError::BadIdentifier {
+            name: new.to_string(),
+        });
     }
     if f.value_type(new).is_some() {
-        return Err(ProgramError::DuplicateValue { name: new.to_string() });
+        return Err(ProgramError::DuplicateValue {
+            name: new.to_string(),
+        });
     }
     let def = f
         .inputs
         .iter_mut()
         .chain(f.operations.iter_mut().flat_map(|op| op.outputs.iter_mut()))
         .find(|v| v.name == old)
-        .ok_or_else(|| ProgramError::UndefinedValue { op: "<rename>".into(), name: old.to_string() })?;
+        .ok_or_else(|| ProgramError::UndefinedValue {
+            op: "<rename>".into(),
+            name: old.to_string(),
+        })?;
     def.name = new.to_string();
     replace_all_uses(f, old, new);
     Ok(())

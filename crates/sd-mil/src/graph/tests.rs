@@ -10,8 +10,19 @@ fn sample() -> Function {
     let x = f.input("x", TensorType::new(DType::F32, [2, 3])).unwrap();
     let a = f.op("relu").input("x", &x).name("a").build_one().unwrap();
     let _dead = f.op("exp").input("x", &x).name("dead").build_one().unwrap();
-    let b = f.op("sigmoid").input("x", &a).name("b").build_one().unwrap();
-    let out = f.op("add").input("x", &a).input("y", &b).name("out").build_one().unwrap();
+    let b = f
+        .op("sigmoid")
+        .input("x", &a)
+        .name("b")
+        .build_one()
+        .unwrap();
+    let out = f
+        .op("add")
+        .input("x", &a)
+        .input("y", &b)
+        .name("out")
+        .build_one()
+        .unwrap();
     f.finish(&[&out]).unwrap()
 }
 
@@ -22,7 +33,10 @@ fn names(f: &Function) -> Vec<&str> {
 #[test]
 fn consumers_and_use_counts() {
     let f = sample();
-    let c: Vec<&str> = consumers(&f, "a").into_iter().map(|i| f.operations[i].name.as_str()).collect();
+    let c: Vec<&str> = consumers(&f, "a")
+        .into_iter()
+        .map(|i| f.operations[i].name.as_str())
+        .collect();
     assert_eq!(c, ["b", "out"]);
     let counts = use_counts(&f);
     assert_eq!(counts["a"], 2);
@@ -40,7 +54,11 @@ fn topological_sort_restores_order_and_finds_cycles() {
     let pos = |s: &str| n.iter().position(|x| *x == s).unwrap();
     assert!(pos("a") < pos("b") && pos("b") < pos("out"));
     let mut cyclic = sample();
-    let a = cyclic.operations.iter_mut().find(|o| o.name == "a").unwrap();
+    let a = cyclic
+        .operations
+        .iter_mut()
+        .find(|o| o.name == "a")
+        .unwrap();
     a.inputs[0].1 = vec![Binding::Name("b".into())];
     assert!(topological_order(&cyclic).is_err());
 }
@@ -63,24 +81,42 @@ fn replace_uses_and_rename() {
     assert!(f.value_type("a").is_none());
     assert_eq!(consumers(&f, "activated").len(), 2);
     check_function(&f).unwrap();
-    assert!(matches!(rename(&mut f, "b", "out"), Err(ProgramError::DuplicateValue { .. })));
-    assert!(matches!(rename(&mut f, "nope", "z"), Err(ProgramError::UndefinedValue { .. })));
+    assert!(matches!(
+        rename(&mut f, "b", "out"),
+        Err(ProgramError::DuplicateValue { .. })
+    ));
+    assert!(matches!(
+        rename(&mut f, "nope", "z"),
+        Err(ProgramError::UndefinedValue { .. })
+    ));
 }
 
 #[test]
 fn check_function_catches_mismatched_outputs() {
     let mut f = sample();
     f.operations[0].outputs[0].ty = TensorType::new(DType::F32, [3, 2]);
-    assert!(matches!(check_function(&f), Err(ProgramError::OutputMismatch { .. })));
+    assert!(matches!(
+        check_function(&f),
+        Err(ProgramError::OutputMismatch { .. })
+    ));
     let mut f = sample();
     f.outputs.push("missing".into());
-    assert!(matches!(check_function(&f), Err(ProgramError::UndefinedValue { .. })));
+    assert!(matches!(
+        check_function(&f),
+        Err(ProgramError::UndefinedValue { .. })
+    ));
 }
 
 #[test]
 fn mil_text_prints_every_op() {
     let f = sample();
     let text = crate::text::program_text(&crate::Program::with_main(f));
-    assert!(text.contains("func main<iOS17>(%x: (2, 3, fp32)(Tensor))"), "{text}");
-    assert!(text.contains("%out: (2, 3, fp32) = add(x=%a, y=%b)[name=string(\"out\")];"), "{text}");
+    assert!(
+        text.contains("func main<iOS17>(%x: (2, 3, fp32)(Tensor))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("%out: (2, 3, fp32) = add(x=%a, y=%b)[name=string(\"out\")];"),
+        "{text}"
+    );
 }

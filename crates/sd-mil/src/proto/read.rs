@@ -14,30 +14,51 @@ use std::sync::Arc;
 
 /// Decodes `model.mlmodel` bytes; `path` names the file in errors.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<pb::Model, MilError> {
-    pb::Model::decode(bytes).map_err(|source| MilError::Decode { path: path.to_path_buf(), source })
+    pb::Model::decode(bytes).map_err(|source| MilError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Converts a decoded model into the IR and checks it: every op known to the catalogue with
 /// valid parameters, declared output types equal to the inferred ones, and a description that
 /// matches the main function's signature. `weights` resolves blob references.
-pub fn model_from_proto(m: &pb::Model, weights: Option<Arc<BlobFile>>, path: &Path) -> Result<Model, MilError> {
+pub fn model_from_proto(
+    m: &pb::Model,
+    weights: Option<Arc<BlobFile>>,
+    path: &Path,
+) -> Result<Model, MilError> {
     let fmt = |field: &str, reason: String| MilError::format(path, field, reason);
-    let spec_version = u32::try_from(m.specification_version)
-        .map_err(|_| fmt("specificationVersion", format!("{} is negative", m.specification_version)))?;
+    let spec_version = u32::try_from(m.specification_version).map_err(|_| {
+        fmt(
+            "specificationVersion",
+            format!("{} is negative", m.specification_version),
+        )
+    })?;
     let program = match &m.r#type {
         Some(pb::model::Type::MlProgram(p)) => p,
         _ => return Err(fmt("type", "not an ML program".into())),
     };
     let program = program_from_proto(program, weights.as_ref(), path)?;
-    let desc = m.description.as_ref().ok_or_else(|| fmt("description", "missing".into()))?;
+    let desc = m
+        .description
+        .as_ref()
+        .ok_or_else(|| fmt("description", "missing".into()))?;
     let description = ModelDescription {
         inputs: features(&desc.input, "description.input", path)?,
         outputs: features(&desc.output, "description.output", path)?,
         metadata: desc.metadata.as_ref().map(metadata).unwrap_or_default(),
     };
-    let model = Model { spec_version, description, program };
+    let model = Model {
+        spec_version,
+        description,
+        program,
+    };
     check_signature(&model, path)?;
-    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile { path: path.to_path_buf(), source })?;
+    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
     Ok(model)
 }
 
@@ -47,39 +68,74 @@ fn metadata(m: &pb::Metadata) -> Metadata {
         version_string: m.version_string.clone(),
         author: m.author.clone(),
         license: m.license.clone(),
-        user_defined: m.user_defined.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        user_defined: m
+            .user_defined
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
-fn features(list: &[pb::FeatureDescription], field: &str, path: &Path) -> Result<Vec<FeatureDescription>, MilError> {
+fn features(
+    list: &[pb::FeatureDescription],
+    field: &str,
+    path: &Path,
+) -> Result<Vec<FeatureDescription>, MilError> {
     list.iter()
         .enumerate()
         .map(|(i, f)| {
             let field = format!("{field}[{i}] ({})", f.name);
             let arr = match f.r#type.as_ref().and_then(|t| t.r#type.as_ref()) {
                 Some(pb::feature_type::Type::MultiArrayType(a)) => a,
-                _ => return Err(MilError::format(path, field, "only multi-array features are supported")),
+                _ => {
+                    return Err(MilError::format(
+                        path,
+                        field,
+                        "only multi-array features are supported",
+                    ));
+                }
             };
-            let dtype = ArrayDType::from_proto_code(arr.data_type)
-                .ok_or_else(|| MilError::format(path, &field, format!("unknown array data type {}", arr.data_type)))?;
+            let dtype = ArrayDType::from_proto_code(arr.data_type).ok_or_else(|| {
+                MilError::format(
+                    path,
+                    &field,
+                    format!("unknown array data type {}", arr.data_type),
+                )
+            })?;
             let shape = arr
                 .shape
                 .iter()
-                .map(|&d| usize::try_from(d).map_err(|_| MilError::format(path, &field, format!("negative dimension {d}"))))
+                .map(|&d| {
+                    usize::try_from(d).map_err(|_| {
+                        MilError::format(path, &field, format!("negative dimension {d}"))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(FeatureDescription { name: f.name.clone(), short_description: f.short_description.clone(), dtype, shape })
+            Ok(FeatureDescription {
+                name: f.name.clone(),
+                short_description: f.short_description.clone(),
+                dtype,
+                shape,
+            })
         })
         .collect()
 }
 
 fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
-    let main = model.program.main().ok_or_else(|| MilError::format(path, "mlProgram.functions", "no `main` function"))?;
+    let main = model
+        .program
+        .main()
+        .ok_or_else(|| MilError::format(path, "mlProgram.functions", "no `main` function"))?;
     let want = Opset::from_spec_version(model.spec_version);
     if want.is_some_and(|o| main.opset > o) {
         return Err(MilError::format(
             path,
             "specificationVersion",
-            format!("{} is too old for opset {}", model.spec_version, main.opset.name()),
+            format!(
+                "{} is too old for opset {}",
+                model.spec_version,
+                main.opset.name()
+            ),
         ));
     }
     let d = &model.description;
@@ -88,7 +144,14 @@ fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
         .iter()
         .zip(&d.inputs)
         .map(|(v, f)| ("description.input", v.name.as_str(), Some(v.ty.clone()), f))
-        .chain(main.outputs.iter().zip(&d.outputs).map(|(n, f)| ("description.output", n.as_str(), main.value_type(n).cloned(), f)))
+        .chain(main.outputs.iter().zip(&d.outputs).map(|(n, f)| {
+            (
+                "description.output",
+                n.as_str(),
+                main.value_type(n).cloned(),
+                f,
+            )
+        }))
         .collect();
     if main.inputs.len() != d.inputs.len() || main.outputs.len() != d.outputs.len() {
         return Err(MilError::format(
@@ -108,7 +171,12 @@ fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
             return Err(MilError::format(
                 path,
                 format!("{field} ({})", f.name),
-                format!("described as {} {}, the program has `{name}` {:?}", f.name, f.tensor_type(), ty.map(|t| t.to_string())),
+                format!(
+                    "described as {} {}, the program has `{name}` {:?}",
+                    f.name,
+                    f.tensor_type(),
+                    ty.map(|t| t.to_string())
+                ),
             ));
         }
     }
@@ -116,37 +184,64 @@ fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
 }
 
 /// Converts a protobuf program (without checking op semantics; see [`crate::graph::check_program`]).
-pub fn program_from_proto(p: &mil::Program, weights: Option<&Arc<BlobFile>>, path: &Path) -> Result<Program, MilError> {
+pub fn program_from_proto(
+    p: &mil::Program,
+    weights: Option<&Arc<BlobFile>>,
+    path: &Path,
+) -> Result<Program, MilError> {
     let fmt = |field: String, reason: String| MilError::format(path, field, reason);
     if p.version != 1 {
-        return Err(fmt("mlProgram.version".into(), format!("{} (expected 1)", p.version)));
+        return Err(fmt(
+            "mlProgram.version".into(),
+            format!("{} (expected 1)", p.version),
+        ));
     }
     let mut build_info = BTreeMap::new();
     for (k, v) in &p.attributes {
         match k.as_str() {
             "buildInfo" => {
-                build_info = read_string_dict(v)
-                    .ok_or_else(|| fmt("mlProgram.attributes.buildInfo".into(), "not a dict<string, string>".into()))?
+                build_info = read_string_dict(v).ok_or_else(|| {
+                    fmt(
+                        "mlProgram.attributes.buildInfo".into(),
+                        "not a dict<string, string>".into(),
+                    )
+                })?
             }
-            other => return Err(fmt(format!("mlProgram.attributes.{other}"), "unknown program attribute".into())),
+            other => {
+                return Err(fmt(
+                    format!("mlProgram.attributes.{other}"),
+                    "unknown program attribute".into(),
+                ));
+            }
         }
     }
     let mut functions = BTreeMap::new();
     for (name, f) in &p.functions {
         let field = format!("mlProgram.functions.{name}");
-        let opset = Opset::from_name(&f.opset).ok_or_else(|| fmt(format!("{field}.opset"), format!("unknown opset `{}`", f.opset)))?;
+        let opset = Opset::from_name(&f.opset).ok_or_else(|| {
+            fmt(
+                format!("{field}.opset"),
+                format!("unknown opset `{}`", f.opset),
+            )
+        })?;
         if f.block_specializations.len() != 1 {
-            return Err(fmt(format!("{field}.block_specializations"), format!("{} blocks (expected 1)", f.block_specializations.len())));
+            return Err(fmt(
+                format!("{field}.block_specializations"),
+                format!("{} blocks (expected 1)", f.block_specializations.len()),
+            ));
         }
-        let block = f
-            .block_specializations
-            .get(&f.opset)
-            .ok_or_else(|| fmt(format!("{field}.block_specializations"), format!("no block for opset {}", f.opset)))?;
+        let block = f.block_specializations.get(&f.opset).ok_or_else(|| {
+            fmt(
+                format!("{field}.block_specializations"),
+                format!("no block for opset {}", f.opset),
+            )
+        })?;
         let inputs = f
             .inputs
             .iter()
             .map(|nv| {
-                let ty = tensor_type(nv.r#type.as_ref(), &format!("{field}.inputs.{}", nv.name)).map_err(|r| fmt(field.clone(), r))?;
+                let ty = tensor_type(nv.r#type.as_ref(), &format!("{field}.inputs.{}", nv.name))
+                    .map_err(|r| fmt(field.clone(), r))?;
                 Ok(Var::new(&nv.name, ty))
             })
             .collect::<Result<Vec<_>, MilError>>()?;
@@ -154,14 +249,33 @@ pub fn program_from_proto(p: &mil::Program, weights: Option<&Arc<BlobFile>>, pat
             .operations
             .iter()
             .enumerate()
-            .map(|(i, op)| operation(op, opset, weights, &format!("{field}.operations[{i}]")).map_err(|r| fmt(format!("{field}.operations[{i}]"), r)))
+            .map(|(i, op)| {
+                operation(op, opset, weights, &format!("{field}.operations[{i}]"))
+                    .map_err(|r| fmt(format!("{field}.operations[{i}]"), r))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        functions.insert(name.clone(), Function { inputs, opset, operations, outputs: block.outputs.clone() });
+        functions.insert(
+            name.clone(),
+            Function {
+                inputs,
+                opset,
+                operations,
+                outputs: block.outputs.clone(),
+            },
+        );
     }
-    Ok(Program { functions, build_info })
+    Ok(Program {
+        functions,
+        build_info,
+    })
 }
 
-fn operation(op: &mil::Operation, opset: Opset, weights: Option<&Arc<BlobFile>>, field: &str) -> Result<Operation, String> {
+fn operation(
+    op: &mil::Operation,
+    opset: Opset,
+    weights: Option<&Arc<BlobFile>>,
+    field: &str,
+) -> Result<Operation, String> {
     let name = op
         .attributes
         .get("name")
@@ -174,21 +288,24 @@ fn operation(op: &mil::Operation, opset: Opset, weights: Option<&Arc<BlobFile>>,
     }
     let mut attributes = BTreeMap::new();
     for (k, v) in op.attributes.iter().filter(|(k, _)| *k != "name") {
-        attributes.insert(k.clone(), const_value(v, weights, &format!("{field}.attributes.{k}"))?);
+        attributes.insert(
+            k.clone(),
+            const_value(v, weights, &format!("{field}.attributes.{k}"))?,
+        );
     }
     let mut inputs = Vec::new();
     for (param, arg) in &op.inputs {
-        let bindings = arg
-            .arguments
-            .iter()
-            .map(|b| match &b.binding {
-                Some(mil::argument::binding::Binding::Name(n)) => Ok(Binding::Name(n.clone())),
-                Some(mil::argument::binding::Binding::Value(v)) => {
-                    Ok(Binding::Value(const_value(v, weights, &format!("{field}.inputs.{param}"))?))
-                }
-                None => Err(format!("{field}.inputs.{param}: empty binding")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let bindings =
+            arg.arguments
+                .iter()
+                .map(|b| match &b.binding {
+                    Some(mil::argument::binding::Binding::Name(n)) => Ok(Binding::Name(n.clone())),
+                    Some(mil::argument::binding::Binding::Value(v)) => Ok(Binding::Value(
+                        const_value(v, weights, &format!("{field}.inputs.{param}"))?,
+                    )),
+                    None => Err(format!("{field}.inputs.{param}: empty binding")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
         inputs.push((param.clone(), bindings));
     }
     // Protobuf maps are unordered: keep parameters in catalogue order for stable output.
@@ -201,7 +318,18 @@ fn operation(op: &mil::Operation, opset: Opset, weights: Option<&Arc<BlobFile>>,
     let outputs = op
         .outputs
         .iter()
-        .map(|nv| Ok(Var::new(&nv.name, tensor_type(nv.r#type.as_ref(), &format!("{field}.outputs.{}", nv.name))?)))
+        .map(|nv| {
+            Ok(Var::new(
+                &nv.name,
+                tensor_type(nv.r#type.as_ref(), &format!("{field}.outputs.{}", nv.name))?,
+            ))
+        })
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(Operation { op_type: op.r#type.clone(), name, inputs, outputs, attributes })
+    Ok(Operation {
+        op_type: op.r#type.clone(),
+        name,
+        inputs,
+        outputs,
+        attributes,
+    })
 }

@@ -36,13 +36,20 @@ impl<W: Write + Seek> BlobSink<'_, W> {
         if !goes_to_blob(v, self.spec_version) {
             return immediate(v);
         }
-        let dtype = v.ty.dtype.blob_dtype().ok_or_else(|| MilError::Unsupported {
-            what: format!("{} values in weight.bin", v.ty.dtype),
-        })?;
+        let dtype =
+            v.ty.dtype
+                .blob_dtype()
+                .ok_or_else(|| MilError::Unsupported {
+                    what: format!("{} values in weight.bin", v.ty.dtype),
+                })?;
         let count = v.ty.element_count() as u64;
         let key = match &v.data {
-            ConstData::Blob { file, offset } => Some((std::sync::Arc::as_ptr(file) as usize, *offset)),
-            ConstData::Source(s) => Some((std::sync::Arc::as_ptr(s) as *const u8 as usize, u64::MAX)),
+            ConstData::Blob { file, offset } => {
+                Some((std::sync::Arc::as_ptr(file) as usize, *offset))
+            }
+            ConstData::Source(s) => {
+                Some((std::sync::Arc::as_ptr(s) as *const u8 as usize, u64::MAX))
+            }
             _ => None,
         };
         if let Some(off) = key.and_then(|k| self.shared.get(&k)) {
@@ -51,9 +58,10 @@ impl<W: Write + Seek> BlobSink<'_, W> {
         let offset = match &v.data {
             ConstData::Source(s) => {
                 let mut stream = self.writer.begin_blob(dtype, count)?;
-                s.write_to(&mut stream).map_err(|e| MilError::InvalidConst {
-                    reason: format!("streaming {s:?} into weight.bin: {e}"),
-                })?;
+                s.write_to(&mut stream)
+                    .map_err(|e| MilError::InvalidConst {
+                        reason: format!("streaming {s:?} into weight.bin: {e}"),
+                    })?;
                 stream.finish()?
             }
             ConstData::Blob { file, offset } => {
@@ -75,7 +83,10 @@ fn string_value(s: &str) -> Result<mil::Value, MilError> {
     immediate(&ConstValue::string(s))
 }
 
-fn operation<W: Write + Seek>(op: &Operation, sink: &mut BlobSink<'_, W>) -> Result<mil::Operation, MilError> {
+fn operation<W: Write + Seek>(
+    op: &Operation,
+    sink: &mut BlobSink<'_, W>,
+) -> Result<mil::Operation, MilError> {
     let mut attributes = HashMap::from([("name".to_string(), string_value(&op.name)?)]);
     for (k, v) in &op.attributes {
         attributes.insert(k.clone(), sink.value(v)?);
@@ -101,21 +112,39 @@ fn operation<W: Write + Seek>(op: &Operation, sink: &mut BlobSink<'_, W>) -> Res
         outputs: op
             .outputs
             .iter()
-            .map(|v| mil::NamedValueType { name: v.name.clone(), r#type: Some(value_type(&v.ty)) })
+            .map(|v| mil::NamedValueType {
+                name: v.name.clone(),
+                r#type: Some(value_type(&v.ty)),
+            })
             .collect(),
         blocks: Vec::new(),
         attributes,
     })
 }
 
-fn function<W: Write + Seek>(f: &Function, sink: &mut BlobSink<'_, W>) -> Result<mil::Function, MilError> {
-    let operations = f.operations.iter().map(|op| operation(op, sink)).collect::<Result<Vec<_>, _>>()?;
-    let block = mil::Block { inputs: Vec::new(), outputs: f.outputs.clone(), operations, attributes: HashMap::new() };
+fn function<W: Write + Seek>(
+    f: &Function,
+    sink: &mut BlobSink<'_, W>,
+) -> Result<mil::Function, MilError> {
+    let operations = f
+        .operations
+        .iter()
+        .map(|op| operation(op, sink))
+        .collect::<Result<Vec<_>, _>>()?;
+    let block = mil::Block {
+        inputs: Vec::new(),
+        outputs: f.outputs.clone(),
+        operations,
+        attributes: HashMap::new(),
+    };
     Ok(mil::Function {
         inputs: f
             .inputs
             .iter()
-            .map(|v| mil::NamedValueType { name: v.name.clone(), r#type: Some(value_type(&v.ty)) })
+            .map(|v| mil::NamedValueType {
+                name: v.name.clone(),
+                r#type: Some(value_type(&v.ty)),
+            })
             .collect(),
         opset: f.opset.name().to_string(),
         block_specializations: HashMap::from([(f.opset.name().to_string(), block)]),
@@ -129,26 +158,38 @@ fn feature(f: &FeatureDescription) -> pb::FeatureDescription {
         short_description: f.short_description.clone(),
         r#type: Some(pb::FeatureType {
             is_optional: false,
-            r#type: Some(pb::feature_type::Type::MultiArrayType(pb::ArrayFeatureType {
-                shape: f.shape.iter().map(|&d| d as i64).collect(),
-                data_type: f.dtype.proto_code(),
-                shape_flexibility: None,
-                default_optional_value: None,
-            })),
+            r#type: Some(pb::feature_type::Type::MultiArrayType(
+                pb::ArrayFeatureType {
+                    shape: f.shape.iter().map(|&d| d as i64).collect(),
+                    data_type: f.dtype.proto_code(),
+                    shape_flexibility: None,
+                    default_optional_value: None,
+                },
+            )),
         }),
     }
 }
 
 /// Converts `model` to protobuf; constants that belong in `weight.bin` are written to `blobs`.
-pub fn model_to_proto<W: Write + Seek>(model: &Model, blobs: &mut BlobWriter<W>) -> Result<pb::Model, MilError> {
-    let mut sink = BlobSink { writer: blobs, spec_version: model.spec_version, shared: HashMap::new() };
+pub fn model_to_proto<W: Write + Seek>(
+    model: &Model,
+    blobs: &mut BlobWriter<W>,
+) -> Result<pb::Model, MilError> {
+    let mut sink = BlobSink {
+        writer: blobs,
+        spec_version: model.spec_version,
+        shared: HashMap::new(),
+    };
     let mut functions = HashMap::new();
     for (name, f) in &model.program.functions {
         functions.insert(name.clone(), function(f, &mut sink)?);
     }
     let mut attributes = HashMap::new();
     if !model.program.build_info.is_empty() {
-        attributes.insert("buildInfo".to_string(), string_dict(&model.program.build_info));
+        attributes.insert(
+            "buildInfo".to_string(),
+            string_dict(&model.program.build_info),
+        );
     }
     debug!(blobs = sink.writer.count(), "program converted to protobuf");
     let d = &model.description;
@@ -163,7 +204,11 @@ pub fn model_to_proto<W: Write + Seek>(model: &Model, blobs: &mut BlobWriter<W>)
                 version_string: m.version_string.clone(),
                 author: m.author.clone(),
                 license: m.license.clone(),
-                user_defined: m.user_defined.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                user_defined: m
+                    .user_defined
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             }),
             ..Default::default()
         }),

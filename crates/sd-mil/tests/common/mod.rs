@@ -36,7 +36,12 @@ pub fn out_dir(name: &str) -> PathBuf {
 }
 
 fn same_const(a: &ConstValue, b: &ConstValue, what: &str) {
-    assert!(a.same_contents(b), "{what}: constants differ ({:?} vs {:?})", a.ty, b.ty);
+    assert!(
+        a.same_contents(b),
+        "{what}: constants differ ({:?} vs {:?})",
+        a.ty,
+        b.ty
+    );
 }
 
 /// Asserts two models are equal: description, spec, and every op (type, name, inputs,
@@ -67,7 +72,9 @@ pub fn assert_models_equal(a: &Model, b: &Model) {
                 for (x, y) in ba.iter().zip(bb) {
                     match (x, y) {
                         (Binding::Name(x), Binding::Name(y)) => assert_eq!(x, y),
-                        (Binding::Value(x), Binding::Value(y)) => same_const(x, y, &format!("{}.{pa}", oa.name)),
+                        (Binding::Value(x), Binding::Value(y)) => {
+                            same_const(x, y, &format!("{}.{pa}", oa.name))
+                        }
                         _ => panic!("op {}.{pa}: binding kinds differ", oa.name),
                     }
                 }

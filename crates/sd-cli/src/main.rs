@@ -1,6 +1,7 @@
 //! `sd`: the command-line front end of the toolkit.
 
 mod inspect;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -16,10 +17,13 @@ struct Cli {
 enum Command {
     /// Show a package's signature, opset, op histogram and weight sizes.
     Inspect(inspect::Args),
+    /// Run a package on named input tensors (safetensors) and write its outputs.
+    Run(run::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => run::run(args),
     }
 }

@@ -247,7 +247,7 @@ fn op_with_missing_input_or_wrong_type_in_file() {
         .r#type = "frobnicate".into();
     std::fs::write(model_file(&p), m.encode_to_vec()).unwrap();
     assert!(
-        matches!(read_package(&p).unwrap_err(), MilError::InFile { source, .. } if matches!(**source, ProgramError::UnknownOp { .. }))
+        matches!(read_package(&p).unwrap_err(), MilError::InFile { source, .. } if matches!(*source, ProgramError::UnknownOp { .. }))
     );
 }
 

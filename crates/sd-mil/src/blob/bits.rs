@@ -51,11 +51,9 @@ pub fn pack_bits(values: &[u8], bits: u32) -> Vec<u8> {
 fn pack_n<const BITS: usize>(values: &[u8]) -> Vec<u8> {
     if BITS == 4 {
         // Nibble pairs: the compiler vectorizes this form best.
+        let mut out = Vec::with_capacity(values.len().div_ceil(2));
         let mut pairs = values.chunks_exact(2);
-        let mut out: Vec<u8> = pairs
-            .by_ref()
-            .map(|p| (p[0] & 0x0f) | (p[1] << 4))
-            .collect();
+        out.extend(pairs.by_ref().map(|p| (p[0] & 0x0f) | (p[1] << 4)));
         out.extend(pairs.remainder().iter().map(|v| v & 0x0f));
         return out;
     }

@@ -186,25 +186,24 @@ fn sdpa<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     Ok(vec![c.val(attention::<B>(q.t, k.t, v.t, 1.0 / (e as f32).sqrt(), mask)?, 0)?])
 }
 
-/// The fused split-einsum attention (see `passes::attention`): q, k, v in the (B, C, 1, S)
-/// layout, `heads` heads of C/heads channels; output (B, C, 1, Sq).
+/// The fused split-einsum attention (see `passes::attention`): q (B, C, 1, Sq), kt
+/// (B, Sk, 1, C), v (B, Cv, 1, Sk), `heads` heads; output (B, Cv, 1, Sq).
 fn fused_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let heads = c.int("heads")? as usize;
     let scale = c.float("scale")?;
-    let (q, k, v) = (c.tensor("q")?, c.tensor("k")?, c.tensor("v")?);
-    let (dq, dk) = (q.shape(), k.shape());
-    if dq.len() != 4 || dk.len() != 4 || dq[1] % heads != 0 {
-        return Err(KernelError::new(format!("fused attention needs (B, C, 1, S) operands, got {dq:?}, {dk:?}")));
+    let (q, k, v) = (c.tensor("q")?, c.tensor("kt")?, c.tensor("v")?);
+    let (dq, dk, dv) = (q.shape(), k.shape(), v.shape());
+    if dq.len() != 4 || dk.len() != 4 || dv.len() != 4 || dq[1] % heads != 0 || dv[1] % heads != 0 {
+        return Err(KernelError::new(format!("fused attention needs (B, C, 1, S) operands, got {dq:?}, {dk:?}, {dv:?}")));
     }
-    let (b, ch, sq, sk) = (dq[0], dq[1], dq[3], dk[3]);
+    let (b, ch, sq, sk) = (dq[0], dq[1], dq[3], dk[1]);
     let dh = ch / heads;
-    let dv = v.shape()[1] / heads;
-    // (B, H, dh, S) → (B, H, S, dh)
+    let dvh = dv[1] / heads;
     let q = permute::<B>(reshape::<B>(q.t, &[b, heads, dh, sq]), &[0, 1, 3, 2]);
-    let k = permute::<B>(reshape::<B>(k.t, &[b, heads, dh, sk]), &[0, 1, 3, 2]);
-    let v = permute::<B>(reshape::<B>(v.t, &[b, heads, dv, sk]), &[0, 1, 3, 2]);
-    let o = attention::<B>(q, k, v, scale, None)?; // (B, H, Sq, dv)
-    let o = reshape::<B>(permute::<B>(o, &[0, 1, 3, 2]), &[b, heads * dv, 1, sq]);
+    let k = permute::<B>(reshape::<B>(k.t, &[b, sk, heads, dh]), &[0, 2, 1, 3]);
+    let v = permute::<B>(reshape::<B>(v.t, &[b, heads, dvh, sk]), &[0, 1, 3, 2]);
+    let o = attention::<B>(q, k, v, scale, None)?; // (B, H, Sq, dvh)
+    let o = reshape::<B>(permute::<B>(o, &[0, 1, 3, 2]), &[b, heads * dvh, 1, sq]);
     let _ = axis;
     Ok(vec![c.val(o, 0)?])
 }

@@ -1,6 +1,7 @@
 //! Graph passes run on the MIL function before planning. Each pass lives in its own file
 //! and leaves the function's outputs unchanged (up to floating-point rounding).
 
+mod common;
 pub mod attention;
 pub mod group_norm;
 

@@ -143,6 +143,33 @@ def save_fp16(model, dest: Path) -> None:
     """save_pretrained in fp16 with variant="fp16" file names (as the SD repositories do)."""
     model.to(torch.float16).save_pretrained(str(dest), variant="fp16", safe_serialization=True)
     model.to(torch.float32)
+    legacy_key_names(dest)
+
+
+def legacy_key_names(dest: Path) -> None:
+    """transformers 5 saves CLIP models with flattened names ("embeddings.…" for CLIPTextModel,
+    "vision_model.embeddings.…" in the safety checker); every published SD checkpoint has the
+    transformers 4 names ("text_model.embeddings.…", "vision_model.vision_model.embeddings.…"),
+    which transformers 5 still loads. Rewrite the weight file to the published names."""
+    import json as _json
+
+    from safetensors.torch import load_file
+
+    cfg = _json.loads((dest / "config.json").read_text())
+    arch = (cfg.get("architectures") or [None])[0]
+    if arch == "CLIPTextModel":
+        def rename(k):
+            return k if k.startswith("text_model.") else "text_model." + k
+    elif arch == "StableDiffusionSafetyChecker":
+        def rename(k):
+            if k.startswith("vision_model.") and not k.startswith("vision_model.vision_model."):
+                return "vision_model." + k
+            return k
+    else:
+        return
+    for f in sorted(dest.glob("*.safetensors")):
+        tensors = load_file(str(f))
+        save_tensors(f, {rename(k): v for k, v in tensors.items()})
 
 
 def sd2_configs():
@@ -186,6 +213,11 @@ def make_sd2(dest: Path) -> None:
     te = CLIPTextModel(te_cfg).eval()
     perturb_constant_params(te, 2101)
     save_fp16(te, dest / "text_encoder")
+    back = CLIPTextModel.from_pretrained(str(dest / "text_encoder"), variant="fp16",
+                                         dtype=torch.float32)
+    ref = te.state_dict()
+    for k, v in back.state_dict().items():
+        assert torch.equal(v, ref[k].half().float()), k
     seed(2002)
     unet = UNet(**unet_cfg).eval()
     perturb_constant_params(unet, 2102)
@@ -297,6 +329,13 @@ def make_safety_checker(dest: Path) -> None:
     sc.concept_embeds_weights.data.copy_(w.half().float())
     sc.special_care_embeds_weights.data.copy_((torch.maximum(sa, sb) + 0.05).half().float())
     sc.save_pretrained(str(dest / "safety_checker"), safe_serialization=True)
+    legacy_key_names(dest / "safety_checker")
+    # transformers 5 must read the published names back to exactly these weights.
+    back = StableDiffusionSafetyChecker.from_pretrained(str(dest / "safety_checker"),
+                                                       dtype=torch.float32)
+    ref = sc.state_dict()
+    for k, v in back.state_dict().items():
+        assert torch.equal(v, ref[k]), k
     save_json(dest / "feature_extractor/preprocessor_config.json", {
         "crop_size": {"height": 64, "width": 64},
         "do_center_crop": True,

@@ -466,10 +466,17 @@ fn tokenizer_data() {
         assert!(full.iter().all(|&t| t < 49408));
         let n = full.len().min(77);
         assert_eq!(sd1[..n - 1], full[..n - 1], "{text:?}");
-        assert_eq!((sd1[n - 1], sd2[n - 1]), (49407, 49407), "{text:?}");
-        assert_eq!(sd1[..n], sd2[..n], "{text:?}");
+        assert_eq!(sd1[n - 1], 49407, "{text:?}");
         assert!(sd1[n..].iter().all(|&t| t == 49407), "{text:?}: SD1 pads with 49407");
-        assert!(sd2[n..].iter().all(|&t| t == 0), "{text:?}: SD2 pads with 0");
+        // SD2's pad token "!" is a special token, so a "!" in the text also becomes id 0
+        // (transformers' behaviour, diffusers issue #4153): compare with SD1 only without "!".
+        assert_eq!(sd2[0], 49406, "{text:?}");
+        let end = sd2.iter().position(|&t| t == 49407).expect("SD2 ids have an EOS");
+        assert!(sd2[end + 1..].iter().all(|&t| t == 0), "{text:?}: SD2 pads with 0");
+        if !text.contains('!') {
+            assert_eq!(sd1[..n], sd2[..n], "{text:?}");
+            assert_eq!(end, n - 1, "{text:?}");
+        }
         long += (full.len() > 77) as usize;
         empty += text.is_empty() as usize;
         cjk += text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)) as usize;

@@ -1,5 +1,6 @@
 //! `sd`: the command-line front end of the toolkit.
 
+mod convert;
 mod inspect;
 mod run;
 
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a diffusers Stable Diffusion folder to Core ML packages (torch2coreml's flags).
+    Convert(convert::Args),
     /// Show a package's signature, opset, op histogram and weight sizes.
     Inspect(inspect::Args),
     /// Run a package on named input tensors (safetensors) and write its outputs.
@@ -23,6 +26,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
     }

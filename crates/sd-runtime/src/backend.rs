@@ -24,12 +24,12 @@ pub trait RtBackend: Backend {
 
 impl RtBackend for Cpu {
     fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        use burn_ndarray::{NdArrayStorage, NdArrayTensor};
+        use burn_ndarray::NdArrayTensor;
         match x {
             NdArrayTensor::F32(storage) => {
                 let mut a = storage.into_owned();
                 a.par_mapv_inplace(|v| half::f16::from_f32(v).to_f32());
-                NdArrayTensor::F32(NdArrayStorage::from_owned(a))
+                NdArrayTensor::F32(a.into())
             }
             other => other,
         }

@@ -99,7 +99,7 @@ impl Phase {
 
 /// Runs the benchmark and prints one line per phase.
 pub fn run(args: Args) -> Result<()> {
-    if !(args.gb > 0.0) || args.piece < 8 || args.piece % 8 != 0 {
+    if args.gb.is_nan() || args.gb <= 0.0 || args.piece == 0 || !args.piece.is_multiple_of(8) {
         bail!("--gb must be positive and --piece a positive multiple of 8");
     }
     let target = (args.gb * 1e9) as u64;

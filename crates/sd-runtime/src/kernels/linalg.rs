@@ -40,8 +40,9 @@ fn matmul<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (tx, ty) = (c.bool("transpose_x")?, c.bool("transpose_y")?);
     let (x, y) = (c.tensor("x")?, c.tensor("y")?);
     let (xv, yv) = (x.rank() == 1, y.rank() == 1);
-    let mut a = if xv { reshape::<B>(x.t, &[1, x.shape()[0]]) } else { x.t };
-    let mut b = if yv { reshape::<B>(y.t, &[y.shape()[0], 1]) } else { y.t };
+    let (xs, ys) = (x.shape(), y.shape());
+    let mut a = if xv { reshape::<B>(x.t, &[1, xs[0]]) } else { x.t };
+    let mut b = if yv { reshape::<B>(y.t, &[ys[0], 1]) } else { y.t };
     if tx && !xv {
         a = swap_last::<B>(a);
     }
@@ -98,20 +99,10 @@ pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -
     let (mut a, mut b) = (a, b);
     let (mut ta, mut tb) = (ta, tb);
     // Sum indices that appear in one operand only and not in the output.
-    for (t, other, x) in [(&mut ta, &tb, &mut a), (&mut tb, &ta, &mut b)] {
-        let mut i = 0;
-        while i < t.len() {
-            if !other.contains(&t[i]) && !to.contains(&t[i]) {
-                let mut d = dims::<B>(x);
-                *x = B::float_sum_dim(x.clone(), i);
-                d.remove(i);
-                *x = reshape::<B>(x.clone(), &d);
-                t.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-    }
+    let tb0 = tb.clone();
+    sum_lonely::<B>(&mut ta, &tb0, &to, &mut a);
+    let ta0 = ta.clone();
+    sum_lonely::<B>(&mut tb, &ta0, &to, &mut b);
     let (da, db) = (dims::<B>(&a), dims::<B>(&b));
     if da.len() != ta.len() || db.len() != tb.len() {
         return Err(KernelError::param("values", format!("`{eq}` does not index shapes {da:?}, {db:?}")));
@@ -139,6 +130,21 @@ pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -
     let y = reshape::<B>(y, &shape);
     let perm: Vec<usize> = to.iter().map(|c| order.iter().position(|x| x == c).unwrap()).collect();
     Ok(permute::<B>(y, &perm))
+}
+
+fn sum_lonely<B: RtBackend>(t: &mut Vec<char>, other: &[char], to: &[char], x: &mut FloatTensor<B>) {
+    let mut i = 0;
+    while i < t.len() {
+        if !other.contains(&t[i]) && !to.contains(&t[i]) {
+            let mut d = dims::<B>(x);
+            let y = B::float_sum_dim(x.clone(), i);
+            d.remove(i);
+            *x = reshape::<B>(y, &d);
+            t.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 fn einsum<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {

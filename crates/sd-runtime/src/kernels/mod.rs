@@ -7,7 +7,7 @@
 //! exact floats (integers up to 2²⁴, ample for the indices and token ids of these programs).
 
 mod activation;
-mod constexpr;
+pub mod constexpr;
 mod conv;
 mod elementwise;
 mod gather;

@@ -3,7 +3,7 @@
 use super::{KResult, KernelError};
 use crate::backend::RtBackend;
 use burn::tensor::ops::{BoolTensor, FloatTensor, IntTensor};
-use burn::tensor::{BoolDType, FloatDType, IntDType, Shape, Slice, TensorData, TensorMetadata};
+use burn::tensor::{BoolDType, FloatDType, Shape, Slice, TensorData, TensorMetadata};
 
 /// A float tensor from host values.
 pub fn from_vec<B: RtBackend>(v: Vec<f32>, shape: &[usize], device: &B::Device) -> FloatTensor<B> {
@@ -126,16 +126,6 @@ pub fn to_mask<B: RtBackend>(t: FloatTensor<B>) -> BoolTensor<B> {
 /// Bool mask → float 0/1.
 pub fn from_mask<B: RtBackend>(m: BoolTensor<B>) -> FloatTensor<B> {
     B::bool_into_float(m, FloatDType::F32)
-}
-
-/// Int tensor → float.
-pub fn from_int<B: RtBackend>(t: IntTensor<B>) -> FloatTensor<B> {
-    B::int_into_float(t, FloatDType::F32)
-}
-
-/// The backend's int dtype for index results.
-pub fn int_dtype<B: RtBackend>(device: &B::Device) -> IntDType {
-    burn::tensor::backend::get_device_settings::<B>(device).int_dtype
 }
 
 /// A float tensor filled with one value.

@@ -1,0 +1,221 @@
+//! Palettization: each weight becomes a look-up table of 2^n values and n-bit indices, the
+//! table found by globally optimal 1-D k-means (see [`crate::kmeans`]).
+//!
+//! Up to iOS17 the pass writes `constexpr_lut_to_dense` in its attribute form (one table per
+//! tensor); from iOS18 it writes the input form, which also allows one table per group of
+//! output channels.
+
+use crate::kmeans::optimal_kmeans_1d;
+use crate::weights::{candidate, gather_tables, read_f32, to_dtype_bytes};
+use crate::CompressError;
+use rayon::prelude::*;
+use sd_mil::blob::pack_bits;
+use sd_mil::{ConstValue, DType, Function, Operation, Opset, Program, TensorType, Var};
+use std::collections::{BTreeMap, HashMap};
+use tracing::debug;
+
+/// How many tables a weight gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// One table for the whole tensor.
+    PerTensor,
+    /// One table per group of `group_size` output channels (axis 0); iOS18 and later.
+    PerGroupedChannel {
+        /// Output channels per table; must divide the channel count.
+        group_size: usize,
+    },
+}
+
+/// Options of [`palettize`].
+#[derive(Debug, Clone)]
+pub struct PalettizeOptions {
+    /// Index width: 1, 2, 4, 6 or 8 bits (3 also from iOS18).
+    pub nbits: u32,
+    /// Only weights with more elements than this are palettized (coremltools: 2048).
+    pub weight_threshold: usize,
+    /// Per tensor or per grouped channel.
+    pub granularity: Granularity,
+    /// Per-weight bit widths that override `nbits` (a mixed-bit recipe); a weight mapped to
+    /// 16 or 32 is left uncompressed.
+    pub per_weight_bits: HashMap<String, u32>,
+}
+
+impl PalettizeOptions {
+    /// Per-tensor palettization at `nbits` with coremltools' default threshold.
+    pub fn new(nbits: u32) -> Self {
+        PalettizeOptions { nbits, weight_threshold: 2048, granularity: Granularity::PerTensor, per_weight_bits: HashMap::new() }
+    }
+}
+
+/// What a pass changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompressReport {
+    /// Weights compressed.
+    pub weights: usize,
+    /// Bytes of those weights before.
+    pub bytes_before: u64,
+    /// Bytes of their compressed form.
+    pub bytes_after: u64,
+}
+
+/// A palettized weight: its table(s), ascending, and one index per element.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Palette {
+    /// `groups × 2^n` table entries (unused entries 0).
+    pub lut: Vec<f32>,
+    /// Index of each element in its group's table.
+    pub indices: Vec<u8>,
+}
+
+/// Clusters `values` (laid out with `groups` equal leading blocks) into `2^nbits` entries per block.
+pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
+    let k = 1usize << nbits;
+    let block = values.len() / groups;
+    let parts: Vec<(Vec<f32>, Vec<u8>)> = values
+        .par_chunks(block)
+        .map(|chunk| {
+            let mut sorted: Vec<f32> = chunk.to_vec();
+            sorted.sort_by(f32::total_cmp);
+            let mut uniq: Vec<f64> = Vec::new();
+            let mut counts: Vec<f64> = Vec::new();
+            for &v in &sorted {
+                if uniq.last() == Some(&(v as f64)) {
+                    *counts.last_mut().expect("non-empty") += 1.0;
+                } else {
+                    uniq.push(v as f64);
+                    counts.push(1.0);
+                }
+            }
+            let c = optimal_kmeans_1d(&uniq, &counts, k);
+            let mut lut: Vec<f32> = c.centroids.iter().map(|&x| x as f32).collect();
+            lut.resize(k, 0.0);
+            let idx = chunk
+                .iter()
+                .map(|&v| {
+                    let u = uniq.partition_point(|&x| x < v as f64);
+                    c.assignment[u] as u8
+                })
+                .collect();
+            (lut, idx)
+        })
+        .collect();
+    let mut p = Palette { lut: Vec::with_capacity(k * groups), indices: Vec::with_capacity(values.len()) };
+    for (l, i) in parts {
+        p.lut.extend(l);
+        p.indices.extend(i);
+    }
+    p
+}
+
+fn check_bits(nbits: u32, opset: Opset) -> Result<(), CompressError> {
+    let ok = matches!(nbits, 1 | 2 | 4 | 6 | 8) || (nbits == 3 && opset >= Opset::CoreML8);
+    if !ok {
+        return Err(CompressError::InvalidOption { option: "nbits", reason: format!("{nbits} bits is not supported in {}", opset.name()) });
+    }
+    Ok(())
+}
+
+/// The `constexpr_lut_to_dense` op that replaces const `op` with a palettized form.
+fn lut_op(op: &Operation, v: &ConstValue, nbits: u32, opset: Opset, granularity: Granularity) -> Result<Operation, CompressError> {
+    let name = &op.name;
+    let values = read_f32(name, v)?;
+    let groups = match granularity {
+        Granularity::PerTensor => 1,
+        Granularity::PerGroupedChannel { group_size } => {
+            if opset < Opset::CoreML8 {
+                return Err(CompressError::InvalidOption { option: "granularity", reason: "per-grouped-channel tables need iOS18".into() });
+            }
+            if group_size == 0 || v.ty.shape[0] % group_size != 0 {
+                return Err(CompressError::InvalidOption { option: "group_size", reason: format!("{group_size} does not divide {} channels of `{name}`", v.ty.shape[0]) });
+            }
+            v.ty.shape[0] / group_size
+        }
+    };
+    let p = palettize_values(&values, nbits, groups);
+    let k = 1usize << nbits;
+    let lut_bytes = to_dtype_bytes(&p.lut, v.ty.dtype);
+    let mut attributes = BTreeMap::new();
+    let mut inputs = Vec::new();
+    if opset >= Opset::CoreML8 {
+        let idx_dtype = match nbits {
+            1 => DType::U1,
+            2 => DType::U2,
+            3 => DType::U3,
+            4 => DType::U4,
+            6 => DType::U6,
+            _ => DType::U8,
+        };
+        let indices = ConstValue::from_bytes(TensorType::new(idx_dtype, v.ty.shape.clone()), pack_bits(&p.indices, nbits))?;
+        let mut lut_shape = vec![1; v.ty.rank() + 2];
+        lut_shape[0] = groups;
+        lut_shape[v.ty.rank()] = k;
+        let lut = ConstValue::from_bytes(TensorType::new(v.ty.dtype, lut_shape), lut_bytes)?;
+        inputs.push(("indices".to_string(), vec![sd_mil::Binding::Value(indices)]));
+        inputs.push(("lut".to_string(), vec![sd_mil::Binding::Value(lut)]));
+    } else {
+        let packed = pack_bits(&p.indices, nbits);
+        let shape: Vec<u8> = v.ty.shape.iter().flat_map(|&d| (d as u32).to_le_bytes()).collect();
+        attributes.insert("lut".into(), ConstValue::from_bytes(TensorType::new(v.ty.dtype, [k]), lut_bytes)?);
+        attributes.insert("indices".into(), ConstValue::from_bytes(TensorType::new(DType::U8, [packed.len()]), packed)?);
+        attributes.insert("shape".into(), ConstValue::from_bytes(TensorType::new(DType::U32, [v.ty.rank()]), shape)?);
+    }
+    Ok(Operation {
+        op_type: "constexpr_lut_to_dense".into(),
+        name: name.clone(),
+        inputs,
+        outputs: vec![Var::new(op.outputs[0].name.clone(), v.ty.clone())],
+        attributes,
+    })
+}
+
+/// Palettizes every eligible weight of the program's `main` function in place: float consts of
+/// rank ≥ 2 with more than `weight_threshold` elements, except embedding tables read by
+/// `gather`. Output names and types are unchanged, so consumers need no edit.
+pub fn palettize(program: &mut Program, options: &PalettizeOptions) -> Result<CompressReport, CompressError> {
+    let f: &mut Function = program.main_mut().ok_or(CompressError::NoMain)?;
+    let opset = f.opset;
+    check_bits(options.nbits, opset)?;
+    for &b in options.per_weight_bits.values() {
+        if b < 16 {
+            check_bits(b, opset)?;
+        }
+    }
+    let tables = gather_tables(f);
+    let jobs: Vec<(usize, u32)> = f
+        .operations
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| !tables.contains(&op.outputs.first().map(|v| v.name.clone()).unwrap_or_default()))
+        .filter(|(_, op)| candidate(op, options.weight_threshold).is_some())
+        .filter_map(|(i, op)| {
+            let bits = options.per_weight_bits.get(&op.name).copied().unwrap_or(options.nbits);
+            (bits < 16).then_some((i, bits))
+        })
+        .collect();
+    let replaced: Vec<(usize, Operation, u64)> = jobs
+        .par_iter()
+        .map(|&(i, bits)| {
+            let op = &f.operations[i];
+            let v = op.const_value().expect("candidate is a const");
+            Ok((i, lut_op(op, v, bits, opset, options.granularity)?, v.ty.storage_len() as u64))
+        })
+        .collect::<Result<_, CompressError>>()?;
+    let mut report = CompressReport::default();
+    for (i, new_op, before) in replaced {
+        report.weights += 1;
+        report.bytes_before += before;
+        report.bytes_after += new_op
+            .attributes
+            .values()
+            .chain(new_op.inputs.iter().flat_map(|(_, b)| b.iter().filter_map(|b| match b {
+                sd_mil::Binding::Value(v) => Some(v),
+                _ => None,
+            })))
+            .map(|v| v.ty.storage_len() as u64)
+            .sum::<u64>();
+        f.operations[i] = new_op;
+    }
+    debug!(weights = report.weights, before = report.bytes_before, after = report.bytes_after, "palettized");
+    sd_mil::graph::check_function(f).map_err(sd_mil::MilError::from)?;
+    Ok(report)
+}

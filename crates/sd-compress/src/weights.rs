@@ -1,0 +1,39 @@
+//! Which consts are compressible weights, and reading them as f32.
+
+use crate::CompressError;
+use sd_mil::{ConstValue, DType, Function, Operation};
+use std::collections::HashSet;
+
+/// Names of consts that feed a `gather` as its table (embedding tables stay uncompressed, as
+/// in Apple's converter).
+pub fn gather_tables(f: &Function) -> HashSet<String> {
+    f.operations
+        .iter()
+        .filter(|op| op.op_type == "gather" || op.op_type == "gather_nd")
+        .filter_map(|op| op.input_name("x").map(str::to_string))
+        .collect()
+}
+
+/// The const's value if the op is a float const of rank ≥ 2 with more than `threshold` elements.
+pub fn candidate(op: &Operation, threshold: usize) -> Option<&ConstValue> {
+    let v = op.const_value()?;
+    (matches!(v.ty.dtype, DType::F16 | DType::F32) && v.ty.rank() >= 2 && v.ty.element_count() > threshold).then_some(v)
+}
+
+/// The weight's elements as f32; fails on non-finite values.
+pub fn read_f32(name: &str, v: &ConstValue) -> Result<Vec<f32>, CompressError> {
+    let data = v.to_f32_vec().ok_or_else(|| CompressError::BadWeight { name: name.into(), reason: "unreadable".into() })?;
+    if let Some(bad) = data.iter().find(|x| !x.is_finite()) {
+        return Err(CompressError::BadWeight { name: name.into(), reason: format!("non-finite value {bad}") });
+    }
+    Ok(data)
+}
+
+/// Values rounded to the weight's own element type, then back to f32 (LUTs and scales are
+/// stored in the weight's type).
+pub fn to_dtype_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}

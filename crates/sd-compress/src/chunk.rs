@@ -57,17 +57,28 @@ pub fn cut_index(f: &Function) -> Result<usize, CompressError> {
     Err(CompressError::Chunk { reason: format!("no op qualifies as a cut point ({total} weight bytes)") })
 }
 
-fn cast_op(name: &str, input: &str, to: DType, shape: &[usize]) -> Operation {
-    Operation {
+/// A `cast` of `input` to `to` named `name`, with its `dtype` parameter as a const op (the
+/// form coremltools writes): returns the const op and the cast op.
+fn cast_ops(name: &str, input: &str, to: DType, shape: &[usize]) -> [Operation; 2] {
+    let dtype_name = format!("{name}_dtype_0");
+    let dtype = Operation {
+        op_type: "const".into(),
+        name: dtype_name.clone(),
+        inputs: Vec::new(),
+        outputs: vec![Var::new(&dtype_name, TensorType::scalar(DType::String))],
+        attributes: BTreeMap::from([("val".to_string(), ConstValue::string(to.name()))]),
+    };
+    let cast = Operation {
         op_type: "cast".into(),
         name: name.to_string(),
         inputs: vec![
             ("x".into(), vec![Binding::Name(input.to_string())]),
-            ("dtype".into(), vec![Binding::Value(ConstValue::string(to.name()))]),
+            ("dtype".into(), vec![Binding::Name(dtype_name)]),
         ],
         outputs: vec![Var::new(name, TensorType::new(to, shape.to_vec()))],
         attributes: BTreeMap::new(),
-    }
+    };
+    [dtype, cast]
 }
 
 /// Cuts `model` in two at [`cut_index`]. Both halves are checked against the catalogue.
@@ -93,7 +104,7 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
         if v.ty.dtype == DType::F16 {
             let inner = format!("{}_fp16", v.name);
             sd_mil::graph::rename(&mut first, &v.name, &inner).map_err(sd_mil::MilError::from)?;
-            first.operations.push(cast_op(&v.name, &inner, DType::F32, &v.ty.shape));
+            first.operations.extend(cast_ops(&v.name, &inner, DType::F32, &v.ty.shape));
         }
         first_outputs.push(v.name.clone());
     }
@@ -122,7 +133,7 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
                     o.clone_from(&cast_name);
                 }
             }
-            casts.push(cast_op(&cast_name, &v.name, DType::F16, &v.ty.shape));
+            casts.extend(cast_ops(&cast_name, &v.name, DType::F16, &v.ty.shape));
         }
     }
     let kept: Vec<Operation> = second
@@ -134,12 +145,12 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
         .collect();
     second.operations = casts.into_iter().chain(kept).collect();
     eliminate_dead_code(&mut second);
-    sd_mil::graph::sort_topologically(&mut second).map_err(sd_mil::MilError::from)?;
     let second_reads: HashSet<&str> = second.operations.iter().flat_map(|op| op.input_names()).collect();
     second.inputs.retain(|v| second_reads.contains(v.name.as_str()) && inputs.contains(v.name.as_str()));
     for v in &boundary {
         second.inputs.push(Var::new(&v.name, v.ty.with_dtype(if v.ty.dtype == DType::F16 { DType::F32 } else { v.ty.dtype })));
     }
+    sd_mil::graph::sort_topologically(&mut second).map_err(sd_mil::MilError::from)?;
 
     let wrap = |func: Function| -> Result<Model, CompressError> {
         sd_mil::graph::check_function(&func).map_err(sd_mil::MilError::from)?;

@@ -361,7 +361,7 @@ impl<B: RtBackend> Model<B> {
                 Arg::Const(c) => self.consts[*c].tensor.clone(),
             }
             .ok_or_else(|| RuntimeError::Undefined { op: "<outputs>".into(), name: feat.name.clone() })?;
-            let shape = v.shape();
+            let shape = if feat.shape.iter().product::<usize>() == v.shape().iter().product::<usize>() { feat.shape.clone() } else { v.shape() };
             let data = to_vec::<B>(v.t);
             let t = match feat.dtype.dtype() {
                 DType::F16 => Tensor { shape, data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()) },
@@ -424,7 +424,8 @@ impl<B: RtBackend> Model<B> {
             }
             for ((mut v, slot), ty) in outs.into_iter().zip(&step.outputs).zip(&step.out_types) {
                 let got = v.shape();
-                if got != ty.shape {
+                // Rank-0 values are held as [1].
+                if got != ty.shape && !(ty.shape.is_empty() && got == [1]) {
                     return Err(RuntimeError::Kernel {
                         op: step.name.clone(),
                         op_type: step.op_type.clone(),

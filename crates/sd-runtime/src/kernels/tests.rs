@@ -109,7 +109,6 @@ fn binary_broadcasting_both_ways() {
     close(&binary("mod", &[1], &[1], &[-7.0], &[3.0]).to_f32_vec(), &[2.0], 0.0);
     close(&binary("floor_div", &[1], &[1], &[-7.0], &[3.0]).to_f32_vec(), &[-3.0], 0.0);
     close(&binary("pow", &[2], &[2], &[2.0, 9.0], &[3.0, 0.5]).to_f32_vec(), &[8.0, 3.0], 1e-6);
-    close(&binary("less", &[3], &[1], &[1.0, 2.0, 3.0], &[2.0]).to_f32_vec(), &[1.0, 0.0, 0.0], 0.0);
 }
 
 #[test]
@@ -425,6 +424,17 @@ fn reductions_and_argmax_ties() {
     close(&unary("reduce_mean", &x, &[2, 3], vec![("axes", vec![-1].into())]), &[11.0 / 3.0, 1.0 / 3.0], 1e-6);
     close(&unary("reduce_sum", &x, &[2, 3], vec![("axes", vec![0].into()), ("keep_dims", true.into())]), &[3.0, 5.0, 4.0], 0.0);
     close(&unary("reduce_max", &x, &[2, 3], vec![]), &[5.0], 0.0);
+    // Comparison → bool → cast back to fp32.
+    let m = One::build(
+        Opset::CoreML7,
+        &[("x", f32t(&[3]))],
+        |f, v| {
+            let b = f.op("less").input("x", &v[0]).param("y", 2.0f32).build_one().unwrap();
+            vec![f.op("cast").input("x", &b).param("dtype", "fp32").build_one().unwrap()]
+        },
+        Precision::Fp32,
+    );
+    close(&m.run(&[("x", Tensor::f32([3], vec![1.0, 2.0, 3.0]))])[0].to_f32_vec(), &[1.0, 0.0, 0.0], 0.0);
     // First maximum wins on ties (numpy): [1, 5, 5] → 1
     let m = One::build(
         Opset::CoreML7,

@@ -6,7 +6,9 @@ use burn::tensor::ops::{BoolTensor, FloatTensor, IntTensor};
 use burn::tensor::{BoolDType, FloatDType, Shape, Slice, TensorData, TensorMetadata};
 
 /// A float tensor from host values.
+/// Rank-0 values are held with shape [1] (burn's CPU backend cannot reshape to rank 0).
 pub fn from_vec<B: RtBackend>(v: Vec<f32>, shape: &[usize], device: &B::Device) -> FloatTensor<B> {
+    let shape: &[usize] = if shape.is_empty() { &[1] } else { shape };
     B::float_from_data(TensorData::new(v, shape.to_vec()), device)
 }
 
@@ -25,6 +27,7 @@ pub fn dims<B: RtBackend>(t: &FloatTensor<B>) -> Vec<usize> {
 
 /// Reshape.
 pub fn reshape<B: RtBackend>(t: FloatTensor<B>, shape: &[usize]) -> FloatTensor<B> {
+    let shape: &[usize] = if shape.is_empty() { &[1] } else { shape };
     if dims::<B>(&t) == shape {
         return t;
     }
@@ -130,5 +133,6 @@ pub fn from_mask<B: RtBackend>(m: BoolTensor<B>) -> FloatTensor<B> {
 
 /// A float tensor filled with one value.
 pub fn full<B: RtBackend>(shape: &[usize], v: f32, device: &B::Device) -> FloatTensor<B> {
+    let shape: &[usize] = if shape.is_empty() { &[1] } else { shape };
     B::float_full(Shape::from(shape.to_vec()), v.into(), device, FloatDType::F32)
 }

@@ -57,3 +57,42 @@ fn palettized_unet_matches_apple_6_bit_structure() {
     write_package(&m, dir.join("unet_q6.mlpackage"), WriteOptions::default()).unwrap();
     read_package(dir.join("unet_q6.mlpackage")).unwrap();
 }
+
+/// Dense values of an iOS16 `constexpr_lut_to_dense` op.
+fn decode_lut(op: &sd_mil::Operation) -> Vec<f32> {
+    let lut = op.attributes["lut"].to_f32_vec().unwrap();
+    let n = op.attributes["shape"].to_i64_vec().unwrap().iter().product::<i64>() as usize;
+    let bits = lut.len().trailing_zeros();
+    let idx = sd_mil::blob::unpack_bits(&op.attributes["indices"].bytes().unwrap(), bits, n);
+    idx.iter().map(|&i| lut[i as usize]).collect()
+}
+
+fn sse(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+}
+
+#[test]
+fn our_kmeans_error_is_never_above_coremltools() {
+    let original = read_package(shared("split_einsum/Stable_Diffusion_version_sd-tiny_unet.mlpackage")).unwrap();
+    let apple = read_package(shared("split_einsum_q6/Stable_Diffusion_version_sd-tiny_unet.mlpackage")).unwrap();
+    let mut ours = original.clone();
+    palettize(&mut ours.program, &PalettizeOptions::new(6)).unwrap();
+    let (fo, fa, fu) = (original.program.main().unwrap(), apple.program.main().unwrap(), ours.program.main().unwrap());
+    let mut compared = 0;
+    let (mut total_ours, mut total_apple) = (0.0, 0.0);
+    for ((o, a), u) in fo.operations.iter().zip(&fa.operations).zip(&fu.operations) {
+        if a.op_type != "constexpr_lut_to_dense" {
+            continue;
+        }
+        assert_eq!(u.op_type, "constexpr_lut_to_dense", "{}", o.name);
+        let w = o.const_value().unwrap().to_f32_vec().unwrap();
+        let (e_apple, e_ours) = (sse(&w, &decode_lut(a)), sse(&w, &decode_lut(u)));
+        // Equal optimum up to the fp16 rounding of the table.
+        assert!(e_ours <= e_apple * (1.0 + 1e-3) + 1e-9, "{}: ours {e_ours} vs coremltools {e_apple}", o.name);
+        total_ours += e_ours;
+        total_apple += e_apple;
+        compared += 1;
+    }
+    assert_eq!(compared, 64);
+    println!("6-bit k-means SSE over {compared} weights: ours {total_ours:.6e}, coremltools {total_apple:.6e}");
+}

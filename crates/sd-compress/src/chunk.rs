@@ -30,15 +30,25 @@ fn is_constant(op: &Operation) -> bool {
 
 /// Weight bytes an op holds: a tensor `const`, or a constexpr op's stored values.
 fn weight_bytes(op: &Operation) -> u64 {
-    let size = |v: &ConstValue| if v.ty.rank() > 0 && v.ty.dtype != DType::String { v.ty.storage_len() as u64 } else { 0 };
+    let size = |v: &ConstValue| {
+        if v.ty.rank() > 0 && v.ty.dtype != DType::String {
+            v.ty.storage_len() as u64
+        } else {
+            0
+        }
+    };
     if op.op_type == "const" {
         return op.const_value().map_or(0, size);
     }
     if op.op_type.starts_with("constexpr_") {
-        let inline = op.inputs.iter().flat_map(|(_, b)| b.iter()).filter_map(|b| match b {
-            Binding::Value(v) => Some(v),
-            Binding::Name(_) => None,
-        });
+        let inline = op
+            .inputs
+            .iter()
+            .flat_map(|(_, b)| b.iter())
+            .filter_map(|b| match b {
+                Binding::Value(v) => Some(v),
+                Binding::Name(_) => None,
+            });
         return op.attributes.values().chain(inline).map(size).sum();
     }
     0
@@ -50,11 +60,17 @@ pub fn cut_index(f: &Function) -> Result<usize, CompressError> {
     let mut cumulative = 0u64;
     for (i, op) in f.operations.iter().enumerate() {
         cumulative += weight_bytes(op);
-        if 2 * cumulative > total && !is_constant(op) && op.outputs.len() == 1 && consumers(f, &op.outputs[0].name).len() == 1 {
+        if 2 * cumulative > total
+            && !is_constant(op)
+            && op.outputs.len() == 1
+            && consumers(f, &op.outputs[0].name).len() == 1
+        {
             return Ok(i);
         }
     }
-    Err(CompressError::Chunk { reason: format!("no op qualifies as a cut point ({total} weight bytes)") })
+    Err(CompressError::Chunk {
+        reason: format!("no op qualifies as a cut point ({total} weight bytes)"),
+    })
 }
 
 /// A `cast` of `input` to `to` named `name`, with its `dtype` parameter as a const op (the
@@ -86,8 +102,11 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
     let f = model.program.main().ok_or(CompressError::NoMain)?;
     let cut = cut_index(f)?;
     let inputs: HashSet<&str> = f.inputs.iter().map(|v| v.name.as_str()).collect();
-    let later_reads: HashSet<&str> =
-        f.operations[cut + 1..].iter().flat_map(|op| op.input_names()).chain(f.outputs.iter().map(String::as_str)).collect();
+    let later_reads: HashSet<&str> = f.operations[cut + 1..]
+        .iter()
+        .flat_map(|op| op.input_names())
+        .chain(f.outputs.iter().map(String::as_str))
+        .collect();
     let boundary: Vec<Var> = f.operations[..=cut]
         .iter()
         .filter(|op| !is_constant(op))
@@ -104,14 +123,22 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
         if v.ty.dtype == DType::F16 {
             let inner = format!("{}_fp16", v.name);
             sd_mil::graph::rename(&mut first, &v.name, &inner).map_err(sd_mil::MilError::from)?;
-            first.operations.extend(cast_ops(&v.name, &inner, DType::F32, &v.ty.shape));
+            first
+                .operations
+                .extend(cast_ops(&v.name, &inner, DType::F32, &v.ty.shape));
         }
         first_outputs.push(v.name.clone());
     }
     first.outputs = first_outputs;
     eliminate_dead_code(&mut first);
-    let first_reads: HashSet<&str> = first.operations.iter().flat_map(|op| op.input_names()).collect();
-    first.inputs.retain(|v| first_reads.contains(v.name.as_str()) || first.outputs.contains(&v.name));
+    let first_reads: HashSet<&str> = first
+        .operations
+        .iter()
+        .flat_map(|op| op.input_names())
+        .collect();
+    first
+        .inputs
+        .retain(|v| first_reads.contains(v.name.as_str()) || first.outputs.contains(&v.name));
 
     // Chunk 2: boundary values become fp32 inputs, cast back to fp16 where needed.
     let mut second = f.clone();
@@ -145,10 +172,23 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
         .collect();
     second.operations = casts.into_iter().chain(kept).collect();
     eliminate_dead_code(&mut second);
-    let second_reads: HashSet<&str> = second.operations.iter().flat_map(|op| op.input_names()).collect();
-    second.inputs.retain(|v| second_reads.contains(v.name.as_str()) && inputs.contains(v.name.as_str()));
+    let second_reads: HashSet<&str> = second
+        .operations
+        .iter()
+        .flat_map(|op| op.input_names())
+        .collect();
+    second
+        .inputs
+        .retain(|v| second_reads.contains(v.name.as_str()) && inputs.contains(v.name.as_str()));
     for v in &boundary {
-        second.inputs.push(Var::new(&v.name, v.ty.with_dtype(if v.ty.dtype == DType::F16 { DType::F32 } else { v.ty.dtype })));
+        second.inputs.push(Var::new(
+            &v.name,
+            v.ty.with_dtype(if v.ty.dtype == DType::F16 {
+                DType::F32
+            } else {
+                v.ty.dtype
+            }),
+        ));
     }
     sd_mil::graph::sort_topologically(&mut second).map_err(sd_mil::MilError::from)?;
 
@@ -159,12 +199,27 @@ pub fn chunk(model: &Model) -> Result<Chunks, CompressError> {
         let mut m = Model::from_program(program)?;
         m.spec_version = model.spec_version;
         m.description.metadata = model.description.metadata.clone();
-        for d in m.description.inputs.iter_mut().chain(m.description.outputs.iter_mut()) {
-            if let Some(orig) = model.description.inputs.iter().chain(&model.description.outputs).find(|o| o.name == d.name) {
+        for d in m
+            .description
+            .inputs
+            .iter_mut()
+            .chain(m.description.outputs.iter_mut())
+        {
+            if let Some(orig) = model
+                .description
+                .inputs
+                .iter()
+                .chain(&model.description.outputs)
+                .find(|o| o.name == d.name)
+            {
                 d.short_description.clone_from(&orig.short_description);
             }
         }
         Ok(m)
     };
-    Ok(Chunks { first: wrap(first)?, second: wrap(second)?, cut_index: cut })
+    Ok(Chunks {
+        first: wrap(first)?,
+        second: wrap(second)?,
+        cut_index: cut,
+    })
 }

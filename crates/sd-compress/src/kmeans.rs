@@ -92,7 +92,11 @@ pub fn optimal_kmeans_1d(points: &[f64], weights: &[f64], k: usize) -> Clusters 
     let n = points.len();
     assert_eq!(n, weights.len(), "one weight per point");
     if n == 0 || k == 0 {
-        return Clusters { centroids: Vec::new(), assignment: vec![0; n], sse: 0.0 };
+        return Clusters {
+            centroids: Vec::new(),
+            assignment: vec![0; n],
+            sse: 0.0,
+        };
     }
     let k = k.min(n);
     let p = Prefix::new(points, weights);
@@ -124,7 +128,11 @@ pub fn optimal_kmeans_1d(points: &[f64], weights: &[f64], k: usize) -> Clusters 
         centroids.push(p.mean(a, b, points[0]));
         assignment[a..b].fill(c);
     }
-    Clusters { centroids, assignment, sse }
+    Clusters {
+        centroids,
+        assignment,
+        sse,
+    }
 }
 
 #[cfg(test)]
@@ -138,13 +146,17 @@ mod tests {
             if k == 1 {
                 return p.cost(start, n);
             }
-            (start + 1..=n - (k - 1)).map(|m| p.cost(start, m) + go(p, m, n, k - 1)).fold(f64::INFINITY, f64::min)
+            (start + 1..=n - (k - 1))
+                .map(|m| p.cost(start, m) + go(p, m, n, k - 1))
+                .fold(f64::INFINITY, f64::min)
         }
         go(&p, 0, points.len(), k.min(points.len()))
     }
 
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64) / (1u64 << 53) as f64
     }
 
@@ -156,12 +168,24 @@ mod tests {
                 let mut pts: Vec<f64> = (0..n).map(|_| lcg(&mut seed) * 10.0 - 5.0).collect();
                 pts.sort_by(f64::total_cmp);
                 pts.dedup();
-                let w: Vec<f64> = pts.iter().map(|_| 1.0 + (lcg(&mut seed) * 5.0).floor()).collect();
+                let w: Vec<f64> = pts
+                    .iter()
+                    .map(|_| 1.0 + (lcg(&mut seed) * 5.0).floor())
+                    .collect();
                 let got = optimal_kmeans_1d(&pts, &w, k);
                 let want = brute_force(&pts, &w, k);
-                assert!((got.sse - want).abs() <= 1e-9 * (1.0 + want), "n={n} k={k}: {} vs {want}", got.sse);
+                assert!(
+                    (got.sse - want).abs() <= 1e-9 * (1.0 + want),
+                    "n={n} k={k}: {} vs {want}",
+                    got.sse
+                );
                 // The reported SSE is the SSE of the reported assignment.
-                let direct: f64 = pts.iter().zip(&w).zip(&got.assignment).map(|((x, w), &c)| w * (x - got.centroids[c]).powi(2)).sum();
+                let direct: f64 = pts
+                    .iter()
+                    .zip(&w)
+                    .zip(&got.assignment)
+                    .map(|((x, w), &c)| w * (x - got.centroids[c]).powi(2))
+                    .sum();
                 assert!((direct - got.sse).abs() <= 1e-9 * (1.0 + direct));
                 assert!(got.centroids.windows(2).all(|c| c[0] < c[1]));
             }

@@ -5,9 +5,9 @@
 //! tensor); from iOS18 it writes the input form, which also allows one table per group of
 //! output channels.
 
+use crate::CompressError;
 use crate::kmeans::optimal_kmeans_1d;
 use crate::weights::{candidate, gather_tables, read_f32, to_dtype_bytes};
-use crate::CompressError;
 use rayon::prelude::*;
 use sd_mil::blob::pack_bits;
 use sd_mil::{ConstValue, DType, Function, Operation, Opset, Program, TensorType, Var};
@@ -43,7 +43,12 @@ pub struct PalettizeOptions {
 impl PalettizeOptions {
     /// Per-tensor palettization at `nbits` with coremltools' default threshold.
     pub fn new(nbits: u32) -> Self {
-        PalettizeOptions { nbits, weight_threshold: 2048, granularity: Granularity::PerTensor, per_weight_bits: HashMap::new() }
+        PalettizeOptions {
+            nbits,
+            weight_threshold: 2048,
+            granularity: Granularity::PerTensor,
+            per_weight_bits: HashMap::new(),
+        }
     }
 }
 
@@ -99,7 +104,10 @@ pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
             (lut, idx)
         })
         .collect();
-    let mut p = Palette { lut: Vec::with_capacity(k * groups), indices: Vec::with_capacity(values.len()) };
+    let mut p = Palette {
+        lut: Vec::with_capacity(k * groups),
+        indices: Vec::with_capacity(values.len()),
+    };
     for (l, i) in parts {
         p.lut.extend(l);
         p.indices.extend(i);
@@ -110,23 +118,41 @@ pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
 fn check_bits(nbits: u32, opset: Opset) -> Result<(), CompressError> {
     let ok = matches!(nbits, 1 | 2 | 4 | 6 | 8) || (nbits == 3 && opset >= Opset::CoreML8);
     if !ok {
-        return Err(CompressError::InvalidOption { option: "nbits", reason: format!("{nbits} bits is not supported in {}", opset.name()) });
+        return Err(CompressError::InvalidOption {
+            option: "nbits",
+            reason: format!("{nbits} bits is not supported in {}", opset.name()),
+        });
     }
     Ok(())
 }
 
 /// The `constexpr_lut_to_dense` op that replaces const `op` with a palettized form.
-fn lut_op(op: &Operation, v: &ConstValue, nbits: u32, opset: Opset, granularity: Granularity) -> Result<Operation, CompressError> {
+fn lut_op(
+    op: &Operation,
+    v: &ConstValue,
+    nbits: u32,
+    opset: Opset,
+    granularity: Granularity,
+) -> Result<Operation, CompressError> {
     let name = &op.name;
     let values = read_f32(name, v)?;
     let groups = match granularity {
         Granularity::PerTensor => 1,
         Granularity::PerGroupedChannel { group_size } => {
             if opset < Opset::CoreML8 {
-                return Err(CompressError::InvalidOption { option: "granularity", reason: "per-grouped-channel tables need iOS18".into() });
+                return Err(CompressError::InvalidOption {
+                    option: "granularity",
+                    reason: "per-grouped-channel tables need iOS18".into(),
+                });
             }
             if group_size == 0 || v.ty.shape[0] % group_size != 0 {
-                return Err(CompressError::InvalidOption { option: "group_size", reason: format!("{group_size} does not divide {} channels of `{name}`", v.ty.shape[0]) });
+                return Err(CompressError::InvalidOption {
+                    option: "group_size",
+                    reason: format!(
+                        "{group_size} does not divide {} channels of `{name}`",
+                        v.ty.shape[0]
+                    ),
+                });
             }
             v.ty.shape[0] / group_size
         }
@@ -145,7 +171,10 @@ fn lut_op(op: &Operation, v: &ConstValue, nbits: u32, opset: Opset, granularity:
             6 => DType::U6,
             _ => DType::U8,
         };
-        let indices = ConstValue::from_bytes(TensorType::new(idx_dtype, v.ty.shape.clone()), pack_bits(&p.indices, nbits))?;
+        let indices = ConstValue::from_bytes(
+            TensorType::new(idx_dtype, v.ty.shape.clone()),
+            pack_bits(&p.indices, nbits),
+        )?;
         let mut lut_shape = vec![1; v.ty.rank() + 2];
         lut_shape[0] = groups;
         lut_shape[v.ty.rank()] = k;
@@ -154,10 +183,23 @@ fn lut_op(op: &Operation, v: &ConstValue, nbits: u32, opset: Opset, granularity:
         inputs.push(("lut".to_string(), vec![sd_mil::Binding::Value(lut)]));
     } else {
         let packed = pack_bits(&p.indices, nbits);
-        let shape: Vec<u8> = v.ty.shape.iter().flat_map(|&d| (d as u32).to_le_bytes()).collect();
-        attributes.insert("lut".into(), ConstValue::from_bytes(TensorType::new(v.ty.dtype, [k]), lut_bytes)?);
-        attributes.insert("indices".into(), ConstValue::from_bytes(TensorType::new(DType::U8, [packed.len()]), packed)?);
-        attributes.insert("shape".into(), ConstValue::from_bytes(TensorType::new(DType::U32, [v.ty.rank()]), shape)?);
+        let shape: Vec<u8> =
+            v.ty.shape
+                .iter()
+                .flat_map(|&d| (d as u32).to_le_bytes())
+                .collect();
+        attributes.insert(
+            "lut".into(),
+            ConstValue::from_bytes(TensorType::new(v.ty.dtype, [k]), lut_bytes)?,
+        );
+        attributes.insert(
+            "indices".into(),
+            ConstValue::from_bytes(TensorType::new(DType::U8, [packed.len()]), packed)?,
+        );
+        attributes.insert(
+            "shape".into(),
+            ConstValue::from_bytes(TensorType::new(DType::U32, [v.ty.rank()]), shape)?,
+        );
     }
     Ok(Operation {
         op_type: "constexpr_lut_to_dense".into(),
@@ -171,7 +213,10 @@ fn lut_op(op: &Operation, v: &ConstValue, nbits: u32, opset: Opset, granularity:
 /// Palettizes every eligible weight of the program's `main` function in place: float consts of
 /// rank ≥ 2 with more than `weight_threshold` elements, except embedding tables read by
 /// `gather`. Output names and types are unchanged, so consumers need no edit.
-pub fn palettize(program: &mut Program, options: &PalettizeOptions) -> Result<CompressReport, CompressError> {
+pub fn palettize(
+    program: &mut Program,
+    options: &PalettizeOptions,
+) -> Result<CompressReport, CompressError> {
     let f: &mut Function = program.main_mut().ok_or(CompressError::NoMain)?;
     let opset = f.opset;
     check_bits(options.nbits, opset)?;
@@ -185,10 +230,21 @@ pub fn palettize(program: &mut Program, options: &PalettizeOptions) -> Result<Co
         .operations
         .iter()
         .enumerate()
-        .filter(|(_, op)| !tables.contains(&op.outputs.first().map(|v| v.name.clone()).unwrap_or_default()))
+        .filter(|(_, op)| {
+            !tables.contains(
+                &op.outputs
+                    .first()
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default(),
+            )
+        })
         .filter(|(_, op)| candidate(op, options.weight_threshold).is_some())
         .filter_map(|(i, op)| {
-            let bits = options.per_weight_bits.get(&op.name).copied().unwrap_or(options.nbits);
+            let bits = options
+                .per_weight_bits
+                .get(&op.name)
+                .copied()
+                .unwrap_or(options.nbits);
             (bits < 16).then_some((i, bits))
         })
         .collect();
@@ -197,7 +253,11 @@ pub fn palettize(program: &mut Program, options: &PalettizeOptions) -> Result<Co
         .map(|&(i, bits)| {
             let op = &f.operations[i];
             let v = op.const_value().expect("candidate is a const");
-            Ok((i, lut_op(op, v, bits, opset, options.granularity)?, v.ty.storage_len() as u64))
+            Ok((
+                i,
+                lut_op(op, v, bits, opset, options.granularity)?,
+                v.ty.storage_len() as u64,
+            ))
         })
         .collect::<Result<_, CompressError>>()?;
     let mut report = CompressReport::default();
@@ -207,15 +267,22 @@ pub fn palettize(program: &mut Program, options: &PalettizeOptions) -> Result<Co
         report.bytes_after += new_op
             .attributes
             .values()
-            .chain(new_op.inputs.iter().flat_map(|(_, b)| b.iter().filter_map(|b| match b {
-                sd_mil::Binding::Value(v) => Some(v),
-                _ => None,
-            })))
+            .chain(new_op.inputs.iter().flat_map(|(_, b)| {
+                b.iter().filter_map(|b| match b {
+                    sd_mil::Binding::Value(v) => Some(v),
+                    _ => None,
+                })
+            }))
             .map(|v| v.ty.storage_len() as u64)
             .sum::<u64>();
         f.operations[i] = new_op;
     }
-    debug!(weights = report.weights, before = report.bytes_before, after = report.bytes_after, "palettized");
+    debug!(
+        weights = report.weights,
+        before = report.bytes_before,
+        after = report.bytes_after,
+        "palettized"
+    );
     sd_mil::graph::check_function(f).map_err(sd_mil::MilError::from)?;
     Ok(report)
 }

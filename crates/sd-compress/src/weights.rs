@@ -17,14 +17,23 @@ pub fn gather_tables(f: &Function) -> HashSet<String> {
 /// The const's value if the op is a float const of rank ≥ 2 with more than `threshold` elements.
 pub fn candidate(op: &Operation, threshold: usize) -> Option<&ConstValue> {
     let v = op.const_value()?;
-    (matches!(v.ty.dtype, DType::F16 | DType::F32) && v.ty.rank() >= 2 && v.ty.element_count() > threshold).then_some(v)
+    (matches!(v.ty.dtype, DType::F16 | DType::F32)
+        && v.ty.rank() >= 2
+        && v.ty.element_count() > threshold)
+        .then_some(v)
 }
 
 /// The weight's elements as f32; fails on non-finite values.
 pub fn read_f32(name: &str, v: &ConstValue) -> Result<Vec<f32>, CompressError> {
-    let data = v.to_f32_vec().ok_or_else(|| CompressError::BadWeight { name: name.into(), reason: "unreadable".into() })?;
+    let data = v.to_f32_vec().ok_or_else(|| CompressError::BadWeight {
+        name: name.into(),
+        reason: "unreadable".into(),
+    })?;
     if let Some(bad) = data.iter().find(|x| !x.is_finite()) {
-        return Err(CompressError::BadWeight { name: name.into(), reason: format!("non-finite value {bad}") });
+        return Err(CompressError::BadWeight {
+            name: name.into(),
+            reason: format!("non-finite value {bad}"),
+        });
     }
     Ok(data)
 }
@@ -33,7 +42,10 @@ pub fn read_f32(name: &str, v: &ConstValue) -> Result<Vec<f32>, CompressError> {
 /// stored in the weight's type).
 pub fn to_dtype_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
     match dtype {
-        DType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        DType::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
 }

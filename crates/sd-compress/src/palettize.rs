@@ -145,7 +145,7 @@ fn lut_op(
                     reason: "per-grouped-channel tables need iOS18".into(),
                 });
             }
-            if group_size == 0 || v.ty.shape[0] % group_size != 0 {
+            if group_size == 0 || !v.ty.shape[0].is_multiple_of(group_size) {
                 return Err(CompressError::InvalidOption {
                     option: "group_size",
                     reason: format!(

@@ -23,7 +23,8 @@ pub enum ClipOutputs {
 
 /// Builds the text encoder: input `input_ids` fp32 (1, seq_len).
 pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: ClipOutputs) -> Result<Vec<Var>> {
-    let p = "text_model";
+    // transformers ≥ 5 saves CLIPTextModel without the `text_model.` prefix.
+    let p = if net.w.contains("text_model.embeddings.token_embedding.weight") { "text_model" } else { "" };
     let hidden = cfg.hidden_size;
     let ids = net.input("input_ids", DType::F32, &[1, seq_len])?;
     let ids_i = net.cast(&ids, "int32", None)?;

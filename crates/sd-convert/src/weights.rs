@@ -150,6 +150,20 @@ impl SafetensorsFile {
     fn bytes(&self, info: &TensorInfo) -> &[u8] {
         &self.mmap[info.start..info.end]
     }
+
+    /// Lets the kernel drop the resident pages of a streamed range, so that the mapped
+    /// checkpoint does not accumulate in the process's resident memory while a package is
+    /// written (the pages are read again from the file if touched later).
+    fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        // SAFETY: the map is a read-only file mapping; MADV_DONTNEED only discards clean page
+        // cache references, and later reads fault the same bytes back in from the file.
+        unsafe {
+            let _ = self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
 }
 
 /// A tensor of a mapped file, converted to `dst` while it is streamed into `weight.bin`.
@@ -164,7 +178,7 @@ pub struct MappedTensor {
 }
 
 /// Elements converted per chunk while streaming.
-const CHUNK: usize = 1 << 16;
+const CHUNK: usize = 1 << 20;
 
 impl TensorSource for MappedTensor {
     fn byte_len(&self) -> usize {
@@ -175,29 +189,32 @@ impl TensorSource for MappedTensor {
     fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let src = self.file.bytes(&self.info);
         let es = self.info.dtype.size();
-        match (self.info.dtype, self.dst) {
-            (SourceDType::F16, DType::F16) | (SourceDType::F32, DType::F32) => out.write_all(src),
-            (s, d) => {
-                let mut buf = Vec::with_capacity(CHUNK * 4);
-                for chunk in src.chunks(CHUNK * es) {
-                    buf.clear();
-                    for e in chunk.chunks_exact(es) {
-                        let v = match s {
-                            SourceDType::F16 => f16::from_le_bytes([e[0], e[1]]).to_f32(),
-                            SourceDType::BF16 => bf16::from_le_bytes([e[0], e[1]]).to_f32(),
-                            SourceDType::F32 => f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-                        };
-                        if d == DType::F32 {
-                            buf.extend_from_slice(&v.to_le_bytes());
-                        } else {
-                            buf.extend_from_slice(&f16::from_f32(v).to_le_bytes());
-                        }
+        let same = matches!((self.info.dtype, self.dst), (SourceDType::F16, DType::F16) | (SourceDType::F32, DType::F32));
+        let mut buf = Vec::with_capacity(if same { 0 } else { CHUNK * 4 });
+        let mut done = 0;
+        for chunk in src.chunks(CHUNK * es) {
+            if same {
+                out.write_all(chunk)?;
+            } else {
+                buf.clear();
+                for e in chunk.chunks_exact(es) {
+                    let v = match self.info.dtype {
+                        SourceDType::F16 => f16::from_le_bytes([e[0], e[1]]).to_f32(),
+                        SourceDType::BF16 => bf16::from_le_bytes([e[0], e[1]]).to_f32(),
+                        SourceDType::F32 => f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+                    };
+                    if self.dst == DType::F32 {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    } else {
+                        buf.extend_from_slice(&f16::from_f32(v).to_le_bytes());
                     }
-                    out.write_all(&buf)?;
                 }
-                Ok(())
+                out.write_all(&buf)?;
             }
+            self.file.release(self.info.start + done, chunk.len());
+            done += chunk.len();
         }
+        Ok(())
     }
 }
 

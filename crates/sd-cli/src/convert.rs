@@ -92,7 +92,9 @@ fn resolve(model_version: &str) -> Result<PathBuf> {
     let hub = std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")));
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        });
     if let Some(hub) = hub {
         let repo = hub.join(format!("models--{}", model_version.replace('/', "--")));
         let rev = std::fs::read_to_string(repo.join("refs/main")).ok();
@@ -126,14 +128,22 @@ pub fn run(a: Args) -> Result<()> {
     let pipeline = Pipeline::open(&dir)?;
     let opts = ConvertOptions {
         attention: a.attention_implementation.parse::<AttentionImpl>()?,
-        precision: if a.fp32 { Precision::Float32 } else { Precision::Float16 },
+        precision: if a.fp32 {
+            Precision::Float32
+        } else {
+            Precision::Float16
+        },
         target: a.min_deployment_target.parse::<DeploymentTarget>()?,
         latent_h: a.latent_h,
         latent_w: a.latent_w,
         unet_batch_one: a.unet_batch_one,
         seq_len: a.text_token_sequence_length,
         variant: a.variant.clone(),
-        text_outputs: if a.text_encoder_hidden_embeds { ClipOutputs::HiddenEmbeds } else { ClipOutputs::LastHidden },
+        text_outputs: if a.text_encoder_hidden_embeds {
+            ClipOutputs::HiddenEmbeds
+        } else {
+            ClipOutputs::LastHidden
+        },
         model_version: a.model_version.clone(),
     };
     let mut components = Vec::new();
@@ -141,7 +151,11 @@ pub fn run(a: Args) -> Result<()> {
         components.push(Component::TextEncoder);
     }
     if a.convert_unet {
-        components.push(if a.unet_support_controlnet { Component::ControlUnet } else { Component::Unet });
+        components.push(if a.unet_support_controlnet {
+            Component::ControlUnet
+        } else {
+            Component::Unet
+        });
     }
     if a.convert_vae_decoder {
         components.push(Component::VaeDecoder);
@@ -153,29 +167,53 @@ pub fn run(a: Args) -> Result<()> {
         components.push(Component::ControlNet(resolve(c)?));
     }
     if components.is_empty() {
-        bail!("nothing to convert: pass --convert-text-encoder, --convert-unet, --convert-vae-decoder, --convert-vae-encoder or --convert-controlnet");
+        bail!(
+            "nothing to convert: pass --convert-text-encoder, --convert-unet, --convert-vae-decoder, --convert-vae-encoder or --convert-controlnet"
+        );
     }
-    std::fs::create_dir_all(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
     let mut written = Vec::new();
     let total = components.len();
     for (i, c) in components.into_iter().enumerate() {
         let dest = a.output.join(c.package_name(&a.model_version));
         let label = format!("[{}/{total}] {}", i + 1, c.suffix());
         if dest.exists() && !a.force {
-            eprintln!("{label}: {} exists, skipped (--force replaces it)", dest.display());
-            written.push(Written { component: c, path: dest });
+            eprintln!(
+                "{label}: {} exists, skipped (--force replaces it)",
+                dest.display()
+            );
+            written.push(Written {
+                component: c,
+                path: dest,
+            });
             continue;
         }
         let t0 = Instant::now();
         eprint!("{label}: building ({}) … ", opts.attention);
-        let model = pipeline.build(&c, &opts).with_context(|| format!("converting {}", c.suffix()))?;
+        let model = pipeline
+            .build(&c, &opts)
+            .with_context(|| format!("converting {}", c.suffix()))?;
         let ops = model.program.main().map_or(0, |f| f.operations.len());
-        eprint!("{ops} ops in {:.1} s; writing … ", t0.elapsed().as_secs_f64());
+        eprint!(
+            "{ops} ops in {:.1} s; writing … ",
+            t0.elapsed().as_secs_f64()
+        );
         write_package(&model, &dest, WriteOptions { overwrite: a.force })
             .with_context(|| format!("writing {}", dest.display()))?;
-        let bytes = std::fs::metadata(dest.join("Data/com.apple.CoreML/weights/weight.bin")).map(|m| m.len()).unwrap_or(0);
-        eprintln!("{} ({:.1} MB) in {:.1} s", dest.display(), bytes as f64 / 1e6, t0.elapsed().as_secs_f64());
-        written.push(Written { component: c, path: dest });
+        let bytes = std::fs::metadata(dest.join("Data/com.apple.CoreML/weights/weight.bin"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        eprintln!(
+            "{} ({:.1} MB) in {:.1} s",
+            dest.display(),
+            bytes as f64 / 1e6,
+            t0.elapsed().as_secs_f64()
+        );
+        written.push(Written {
+            component: c,
+            path: dest,
+        });
     }
     if a.check_output_correctness {
         check_correctness(&pipeline, &opts, &written)?;
@@ -214,17 +252,28 @@ fn bundle(model_dir: &Path, out: &Path, written: &[Written]) -> Result<()> {
         }
         copy_dir(&w.path, &dst)?;
         let parent = dst.parent().unwrap_or(&res).to_path_buf();
-        commands.push(format!("xcrun coremlcompiler compile {} {}", dst.display(), parent.display()));
+        commands.push(format!(
+            "xcrun coremlcompiler compile {} {}",
+            dst.display(),
+            parent.display()
+        ));
     }
     for f in ["vocab.json", "merges.txt"] {
         let src = model_dir.join("tokenizer").join(f);
         if src.is_file() {
-            std::fs::copy(&src, res.join(f)).with_context(|| format!("copying {}", src.display()))?;
+            std::fs::copy(&src, res.join(f))
+                .with_context(|| format!("copying {}", src.display()))?;
         } else {
-            eprintln!("warning: {} not found; the Swift CLI needs it in Resources/", src.display());
+            eprintln!(
+                "warning: {} not found; the Swift CLI needs it in Resources/",
+                src.display()
+            );
         }
     }
-    eprintln!("Resources written to {}. On a Mac, compile each package (then delete the .mlpackage):", res.display());
+    eprintln!(
+        "Resources written to {}. On a Mac, compile each package (then delete the .mlpackage):",
+        res.display()
+    );
     for c in commands {
         println!("{c}");
     }
@@ -235,7 +284,10 @@ fn bundle(model_dir: &Path, out: &Path, written: &[Written]) -> Result<()> {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32) / (1u64 << 24) as f32
     }
 }
@@ -262,16 +314,27 @@ fn random_inputs(model: &sd_mil::Model, seed: u64) -> HashMap<String, sd_runtime
                 "controlnet_cond" => (0..n).map(|_| r.next()).collect(),
                 _ => (0..n).map(|_| r.next() * 2.0 - 1.0).collect(),
             };
-            (f.name.clone(), sd_runtime::Tensor::f32(f.shape.clone(), data))
+            (
+                f.name.clone(),
+                sd_runtime::Tensor::f32(f.shape.clone(), data),
+            )
         })
         .collect()
 }
 
 /// Runs each package with sd-runtime against the same network built with ORIGINAL attention in
 /// fp32 (the reference form) on random inputs; prints a PSNR table, fails below 35 dB.
-fn check_correctness(pipeline: &Pipeline, opts: &ConvertOptions, written: &[Written]) -> Result<()> {
+fn check_correctness(
+    pipeline: &Pipeline,
+    opts: &ConvertOptions,
+    written: &[Written],
+) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("sd-convert-check-{}", std::process::id()));
-    let ref_opts = ConvertOptions { attention: AttentionImpl::Original, precision: Precision::Float32, ..opts.clone() };
+    let ref_opts = ConvertOptions {
+        attention: AttentionImpl::Original,
+        precision: Precision::Float32,
+        ..opts.clone()
+    };
     println!("{:<28} {:<24} {:>10}", "model", "output", "PSNR (dB)");
     let mut worst = f64::INFINITY;
     for w in written {
@@ -280,7 +343,8 @@ fn check_correctness(pipeline: &Pipeline, opts: &ConvertOptions, written: &[Writ
         write_package(&reference, &ref_path, WriteOptions { overwrite: true })?;
         let inputs = random_inputs(&reference, 93);
         let ours = sd_runtime::Model::load_cpu(&w.path, sd_runtime::Precision::Program)?;
-        let want = sd_runtime::Model::load_cpu(&ref_path, sd_runtime::Precision::Fp32)?.predict(&inputs)?;
+        let want = sd_runtime::Model::load_cpu(&ref_path, sd_runtime::Precision::Fp32)?
+            .predict(&inputs)?;
         let got = ours.predict(&inputs)?;
         for f in &reference.description.outputs {
             let db = sd_runtime::psnr(&got[&f.name].to_f32_vec(), &want[&f.name].to_f32_vec());

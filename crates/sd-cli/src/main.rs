@@ -1,5 +1,6 @@
 //! `sd`: the command-line front end of the toolkit.
 
+mod compress;
 mod convert;
 mod inspect;
 mod run;
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Palettize or quantize a package's weights, and/or cut it into two chunks.
+    Compress(compress::Args),
     /// Convert a diffusers Stable Diffusion folder to Core ML packages (torch2coreml's flags).
     Convert(convert::Args),
     /// Show a package's signature, opset, op histogram and weight sizes.
@@ -26,6 +29,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Compress(args) => compress::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),

@@ -38,14 +38,27 @@ fn strip(name: &str, prefix: &str) -> String {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let precision = if args.fp32 { Precision::Fp32 } else { Precision::Program };
+    let precision = if args.fp32 {
+        Precision::Fp32
+    } else {
+        Precision::Program
+    };
     if args.device != "cpu" {
-        bail!("device `{}` is not available in this build (only `cpu`)", args.device);
+        bail!(
+            "device `{}` is not available in this build (only `cpu`)",
+            args.device
+        );
     }
     let t0 = Instant::now();
-    let model = Model::load_cpu(&args.package, precision).with_context(|| format!("loading {}", args.package.display()))?;
+    let model = Model::load_cpu(&args.package, precision)
+        .with_context(|| format!("loading {}", args.package.display()))?;
     let load = t0.elapsed();
-    let wanted: Vec<String> = model.description().inputs.iter().map(|f| f.name.clone()).collect();
+    let wanted: Vec<String> = model
+        .description()
+        .inputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
     let mut inputs = HashMap::new();
     for (name, t) in Tensor::read_safetensors(&args.input)? {
         let n = strip(&name, "in.");
@@ -59,16 +72,34 @@ pub fn run(args: Args) -> Result<()> {
     let run = t1.elapsed();
     let mut names: Vec<&String> = outputs.keys().collect();
     names.sort();
-    Tensor::write_safetensors(&args.output, names.iter().map(|n| (n.as_str(), &outputs[*n])))?;
-    eprintln!("loaded in {:.2?}, predicted in {:.2?}, wrote {} output(s) to {}", load, run, names.len(), args.output.display());
+    Tensor::write_safetensors(
+        &args.output,
+        names.iter().map(|n| (n.as_str(), &outputs[*n])),
+    )?;
+    eprintln!(
+        "loaded in {:.2?}, predicted in {:.2?}, wrote {} output(s) to {}",
+        load,
+        run,
+        names.len(),
+        args.output.display()
+    );
     if let Some(r) = &args.reference {
-        let refs: HashMap<String, Tensor> = Tensor::read_safetensors(r)?.into_iter().map(|(n, t)| (strip(&n, "out."), t)).collect();
+        let refs: HashMap<String, Tensor> = Tensor::read_safetensors(r)?
+            .into_iter()
+            .map(|(n, t)| (strip(&n, "out."), t))
+            .collect();
         for n in names {
             match refs.get(n) {
                 Some(want) if want.shape == outputs[n].shape => {
-                    println!("{n}: PSNR {:.2} dB", psnr(&outputs[n].to_f32_vec(), &want.to_f32_vec()));
+                    println!(
+                        "{n}: PSNR {:.2} dB",
+                        psnr(&outputs[n].to_f32_vec(), &want.to_f32_vec())
+                    );
                 }
-                Some(want) => println!("{n}: shape {:?} differs from the reference's {:?}", outputs[n].shape, want.shape),
+                Some(want) => println!(
+                    "{n}: shape {:?} differs from the reference's {:?}",
+                    outputs[n].shape, want.shape
+                ),
                 None => println!("{n}: not in the reference file"),
             }
         }

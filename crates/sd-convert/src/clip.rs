@@ -54,7 +54,7 @@ pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: C
 
     let mut penultimate = None;
     for l in 0..cfg.num_hidden_layers {
-        let lp = format!("{p}.encoder.layers.{l}");
+        let lp = join(p, &format!("encoder.layers.{l}"));
         x = encoder_layer(net, cfg, &lp, &x, &mask)?;
         if l + 2 == cfg.num_hidden_layers {
             penultimate = Some(x.clone());

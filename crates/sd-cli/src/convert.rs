@@ -75,10 +75,10 @@ pub struct Args {
     /// random inputs and print PSNR; fail below 35 dB.
     #[arg(long)]
     check_output_correctness: bool,
-    /// Palettize weights (not available yet: sd-compress).
+    /// Palettize text encoder, UNet and ControlNet weights with optimal k-means (1, 2, 4, 6, 8).
     #[arg(long)]
     quantize_nbits: Option<u8>,
-    /// Split the UNet in two (not available yet: sd-compress).
+    /// Also write the UNet as two chunks (`…_unet_chunk1/2.mlpackage`), after compression.
     #[arg(long)]
     chunk_unet: bool,
 }
@@ -118,9 +118,6 @@ struct Written {
 
 /// Runs `sd convert`.
 pub fn run(a: Args) -> Result<()> {
-    if a.quantize_nbits.is_some() || a.chunk_unet {
-        bail!("--quantize-nbits and --chunk-unet are not available in `sd convert` yet");
-    }
     if a.convert_safety_checker {
         bail!("--convert-safety-checker is not available in `sd convert` yet");
     }
@@ -191,9 +188,37 @@ pub fn run(a: Args) -> Result<()> {
         }
         let t0 = Instant::now();
         eprint!("{label}: building ({}) … ", opts.attention);
-        let model = pipeline
+        let mut model = pipeline
             .build(&c, &opts)
             .with_context(|| format!("converting {}", c.suffix()))?;
+        let is_unet = matches!(c, Component::Unet | Component::ControlUnet);
+        // Compress first, then chunk (Apple's tool chunks first and leaves the chunks
+        // uncompressed). VAE halves stay uncompressed, as in Apple's converter.
+        if let Some(nbits) = a.quantize_nbits
+            && !matches!(c, Component::VaeDecoder | Component::VaeEncoder)
+        {
+            let r = sd_compress::palettize(
+                &mut model.program,
+                &sd_compress::PalettizeOptions::new(nbits.into()),
+            )
+            .with_context(|| format!("palettizing {}", c.suffix()))?;
+            eprint!("palettized {} weights to {nbits} bits; ", r.weights);
+        }
+        if a.chunk_unet && is_unet {
+            let chunks =
+                sd_compress::chunk(&model).with_context(|| format!("chunking {}", c.suffix()))?;
+            let stem = dest
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("unet")
+                .to_string();
+            for (n, m) in [(1, &chunks.first), (2, &chunks.second)] {
+                let path = a.output.join(format!("{stem}_chunk{n}.mlpackage"));
+                write_package(m, &path, WriteOptions { overwrite: a.force })
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprint!("{}; ", path.display());
+            }
+        }
         let ops = model.program.main().map_or(0, |f| f.operations.len());
         eprint!(
             "{ops} ops in {:.1} s; writing … ",

@@ -42,12 +42,6 @@ fn channel_slice(f: &Function, idx: &Index, name: &str, axis: usize) -> Option<(
     Some((src, b, b + ot.shape[axis]))
 }
 
-fn einsum_eq(op: &Operation) -> Option<String> {
-    // The equation is a const parameter; inline or via a const op is resolved by the caller.
-    let _ = op;
-    None
-}
-
 struct Head {
     q: (String, usize, usize),
     k: (String, usize, usize),
@@ -100,7 +94,6 @@ fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
     }
     let vals: Vec<&str> = qk.input("values")?.iter().map(|b| if let Binding::Name(n) = b { n.as_str() } else { "" }).collect();
     let [kh, qh] = vals.as_slice() else { return None };
-    let _ = einsum_eq;
     Some(Head { q: channel_slice(f, idx, qh, 1)?, k: channel_slice(f, idx, kh, 3)?, v: channel_slice(f, idx, vh, 1)?, scale })
 }
 

@@ -67,7 +67,11 @@ const UNET_SD1: &[TensorSpec] = &[
     ("in.encoder_hidden_states", "F32", &[2, 32, 1, 77]),
     ("in.sample", "F32", &[2, 4, 32, 32]),
     ("in.timestep", "F32", &[2]),
-    ("mid.down_blocks.0.attentions.0.transformer_blocks.0", "F32", &[2, 32, 1, 1024]),
+    (
+        "mid.down_blocks.0.attentions.0.transformer_blocks.0",
+        "F32",
+        &[2, 32, 1, 1024],
+    ),
     ("mid.down_blocks.0.resnets.0", "F32", &[2, 32, 32, 32]),
     ("mid.time_embedding", "F32", &[2, 128]),
     ("mid.time_proj", "F32", &[2, 32]),
@@ -78,7 +82,11 @@ const UNET_SD2: &[TensorSpec] = &[
     ("in.encoder_hidden_states", "F32", &[2, 16, 1, 77]),
     ("in.sample", "F32", &[2, 4, 40, 40]),
     ("in.timestep", "F32", &[2]),
-    ("mid.down_blocks.0.attentions.0.transformer_blocks.0", "F32", &[2, 32, 1, 1600]),
+    (
+        "mid.down_blocks.0.attentions.0.transformer_blocks.0",
+        "F32",
+        &[2, 32, 1, 1600],
+    ),
     ("mid.down_blocks.0.resnets.0", "F32", &[2, 32, 40, 40]),
     ("mid.time_embedding", "F32", &[2, 128]),
     ("mid.time_proj", "F32", &[2, 32]),
@@ -140,14 +148,27 @@ fn residuals(prefix: &str) -> Vec<(String, &'static str, Vec<usize>)> {
     shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| (format!("{prefix}.additional_residual_{i}"), "F32", s.to_vec()))
+        .map(|(i, s)| {
+            (
+                format!("{prefix}.additional_residual_{i}"),
+                "F32",
+                s.to_vec(),
+            )
+        })
         .collect()
 }
 
-fn component_outputs() -> Vec<(&'static str, Vec<(String, &'static str, Vec<usize>)>)> {
+/// Expected tensors of one component file: (name, dtype, shape).
+type Tensors = Vec<(String, &'static str, Vec<usize>)>;
+
+fn component_outputs() -> Vec<(&'static str, Tensors)> {
     let latent16 = |extra: Vec<(String, &'static str, Vec<usize>)>| {
         let mut v = vec![
-            ("in.encoder_hidden_states".to_string(), "F32", vec![2, 32, 1, 77]),
+            (
+                "in.encoder_hidden_states".to_string(),
+                "F32",
+                vec![2, 32, 1, 77],
+            ),
             ("in.sample".to_string(), "F32", vec![2, 4, 16, 16]),
             ("in.timestep".to_string(), "F32", vec![2]),
         ];
@@ -159,21 +180,57 @@ fn component_outputs() -> Vec<(&'static str, Vec<(String, &'static str, Vec<usiz
     let mut control_unet = latent16(residuals("in"));
     control_unet.push(("out.noise_pred".into(), "F32", vec![2, 4, 16, 16]));
     vec![
-        ("outputs/sd1-tiny/text_encoder.io.safetensors", text_encoder(32)),
+        (
+            "outputs/sd1-tiny/text_encoder.io.safetensors",
+            text_encoder(32),
+        ),
         ("outputs/sd1-tiny/unet.io.safetensors", spec(UNET_SD1)),
         ("outputs/sd1-tiny/control_unet.io.safetensors", control_unet),
-        ("outputs/sd1-tiny/vae_decoder.io.safetensors", spec(VAE_DECODER_16)),
-        ("outputs/sd1-tiny/vae_encoder.io.safetensors", spec(VAE_ENCODER_16)),
-        ("outputs/sd2-tiny/text_encoder.io.safetensors", text_encoder(16)),
+        (
+            "outputs/sd1-tiny/vae_decoder.io.safetensors",
+            spec(VAE_DECODER_16),
+        ),
+        (
+            "outputs/sd1-tiny/vae_encoder.io.safetensors",
+            spec(VAE_ENCODER_16),
+        ),
+        (
+            "outputs/sd2-tiny/text_encoder.io.safetensors",
+            text_encoder(16),
+        ),
         ("outputs/sd2-tiny/unet.io.safetensors", spec(UNET_SD2)),
-        ("outputs/sd2-tiny/vae_decoder.io.safetensors", spec(VAE_DECODER_16)),
-        ("outputs/sd2-tiny/vae_encoder.io.safetensors", spec(VAE_ENCODER_16)),
-        ("outputs/inpaint-tiny/unet.io.safetensors", spec(UNET_INPAINT)),
-        ("outputs/controlnet-tiny/controlnet.io.safetensors", controlnet),
-        ("outputs/safety-checker-tiny/safety_checker.io.safetensors", spec(SAFETY)),
-        ("outputs/safety-checker-tiny/safety_checker_clean.io.safetensors", spec(SAFETY)),
-        ("outputs/safety-checker-tiny/safety_checker_adjusted.io.safetensors", spec(SAFETY)),
-        ("outputs/projection-tiny/projection.io.safetensors", spec(PROJECTION)),
+        (
+            "outputs/sd2-tiny/vae_decoder.io.safetensors",
+            spec(VAE_DECODER_16),
+        ),
+        (
+            "outputs/sd2-tiny/vae_encoder.io.safetensors",
+            spec(VAE_ENCODER_16),
+        ),
+        (
+            "outputs/inpaint-tiny/unet.io.safetensors",
+            spec(UNET_INPAINT),
+        ),
+        (
+            "outputs/controlnet-tiny/controlnet.io.safetensors",
+            controlnet,
+        ),
+        (
+            "outputs/safety-checker-tiny/safety_checker.io.safetensors",
+            spec(SAFETY),
+        ),
+        (
+            "outputs/safety-checker-tiny/safety_checker_clean.io.safetensors",
+            spec(SAFETY),
+        ),
+        (
+            "outputs/safety-checker-tiny/safety_checker_adjusted.io.safetensors",
+            spec(SAFETY),
+        ),
+        (
+            "outputs/projection-tiny/projection.io.safetensors",
+            spec(PROJECTION),
+        ),
     ]
 }
 
@@ -220,7 +277,15 @@ fn pipeline_spec(run: &str, steps: usize) -> Vec<(String, &'static str, Vec<usiz
 }
 
 /// (file, dtype of every tensor, tensor count, [(tensor, shape)] spot checks).
-const MODEL_WEIGHTS: &[(&str, &str, usize, &[(&str, &[usize])])] = &[
+/// (model folder, weight file, tensor count, a few (tensor, shape) samples).
+type ModelWeights = (
+    &'static str,
+    &'static str,
+    usize,
+    &'static [(&'static str, &'static [usize])],
+);
+
+const MODEL_WEIGHTS: &[ModelWeights] = &[
     (
         "models/sd1-tiny/text_encoder/model.fp16.safetensors",
         "F16",
@@ -237,7 +302,10 @@ const MODEL_WEIGHTS: &[(&str, &str, usize, &[(&str, &[usize])])] = &[
         "models/sd1-tiny/vae/diffusion_pytorch_model.fp16.safetensors",
         "F16",
         180,
-        &[("post_quant_conv.weight", &[4, 4, 1, 1]), ("quant_conv.weight", &[8, 8, 1, 1])],
+        &[
+            ("post_quant_conv.weight", &[4, 4, 1, 1]),
+            ("quant_conv.weight", &[8, 8, 1, 1]),
+        ],
     ),
     (
         "models/sd2-tiny/text_encoder/model.fp16.safetensors",
@@ -252,7 +320,10 @@ const MODEL_WEIGHTS: &[(&str, &str, usize, &[(&str, &[usize])])] = &[
         &[
             // use_linear_projection: proj_in is a Linear, not a 1x1 conv
             ("down_blocks.0.attentions.0.proj_in.weight", &[32, 32]),
-            ("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", &[64, 16]),
+            (
+                "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+                &[64, 16],
+            ),
         ],
     ),
     (
@@ -331,16 +402,30 @@ const OTHER_FILES: &[&str] = &[
 const NOT_OURS: &[&str] = &["noise", "schedulers"];
 
 fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, u64)>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
         let meta = std::fs::symlink_metadata(&path).unwrap();
-        let rel = path.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(base)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         if meta.is_dir() {
             walk(&path, base, out);
         } else {
-            out.push((rel, if meta.file_type().is_symlink() { 0 } else { meta.len() }));
+            out.push((
+                rel,
+                if meta.file_type().is_symlink() {
+                    0
+                } else {
+                    meta.len()
+                },
+            ));
         }
     }
 }
@@ -414,15 +499,25 @@ fn model_weights_and_configs() {
     assert_eq!(sd1_tok["pad_token"], "<|endoftext|>");
     let sd1_sched = json("models/sd1-tiny/scheduler/scheduler_config.json");
     assert_eq!(sd1_sched["_class_name"], "PNDMScheduler");
-    assert_eq!(json("models/inpaint-tiny/unet/config.json")["in_channels"], 9);
+    assert_eq!(
+        json("models/inpaint-tiny/unet/config.json")["in_channels"],
+        9
+    );
     let cn = json("models/controlnet-tiny/config.json");
     assert_eq!(cn["_class_name"], "ControlNetModel");
     assert_eq!(cn["cross_attention_dim"], 32);
     let sc = json("models/safety-checker-tiny/safety_checker/config.json");
     assert_eq!(sc["vision_config"]["image_size"], 64);
     assert_eq!(json("models/projection-tiny/config.json")["embed_dim"], 512);
-    for index in ["models/sd1-tiny/model_index.json", "models/sd2-tiny/model_index.json"] {
-        assert_eq!(json(index)["_class_name"], "StableDiffusionPipeline", "{index}");
+    for index in [
+        "models/sd1-tiny/model_index.json",
+        "models/sd2-tiny/model_index.json",
+    ] {
+        assert_eq!(
+            json(index)["_class_name"],
+            "StableDiffusionPipeline",
+            "{index}"
+        );
     }
 }
 
@@ -444,7 +539,10 @@ fn tokenizer_data() {
     // The model folders' tokenizer files are the same bytes.
     for model in ["sd1-tiny", "sd2-tiny"] {
         for f in ["vocab.json", "merges.txt"] {
-            assert_eq!(read(&format!("models/{model}/tokenizer/{f}")), read(&format!("tokenizer/{f}")));
+            assert_eq!(
+                read(&format!("models/{model}/tokenizer/{f}")),
+                read(&format!("tokenizer/{f}"))
+            );
         }
     }
 
@@ -452,7 +550,12 @@ fn tokenizer_data() {
     let rows = prompts["prompts"].as_array().expect("prompts");
     assert!(rows.len() >= 300, "{} prompts", rows.len());
     let ids_of = |row: &Value, key: &str| -> Vec<u64> {
-        row[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+        row[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
     };
     let (mut long, mut empty, mut cjk, mut emoji, mut accents) = (0, 0, 0, 0, 0);
     for (i, row) in rows.iter().enumerate() {
@@ -467,12 +570,21 @@ fn tokenizer_data() {
         let n = full.len().min(77);
         assert_eq!(sd1[..n - 1], full[..n - 1], "{text:?}");
         assert_eq!(sd1[n - 1], 49407, "{text:?}");
-        assert!(sd1[n..].iter().all(|&t| t == 49407), "{text:?}: SD1 pads with 49407");
+        assert!(
+            sd1[n..].iter().all(|&t| t == 49407),
+            "{text:?}: SD1 pads with 49407"
+        );
         // SD2's pad token "!" is a special token, so a "!" in the text also becomes id 0
         // (transformers' behaviour, diffusers issue #4153): compare with SD1 only without "!".
         assert_eq!(sd2[0], 49406, "{text:?}");
-        let end = sd2.iter().rposition(|&t| t == 49407).expect("SD2 ids have an EOS");
-        assert!(sd2[end + 1..].iter().all(|&t| t == 0), "{text:?}: SD2 pads with 0");
+        let end = sd2
+            .iter()
+            .rposition(|&t| t == 49407)
+            .expect("SD2 ids have an EOS");
+        assert!(
+            sd2[end + 1..].iter().all(|&t| t == 0),
+            "{text:?}: SD2 pads with 0"
+        );
         if !text.contains('!') {
             assert_eq!(sd1[..n], sd2[..n], "{text:?}");
             assert_eq!(end, n - 1, "{text:?}");
@@ -480,7 +592,9 @@ fn tokenizer_data() {
         long += (full.len() > 77) as usize;
         empty += text.is_empty() as usize;
         cjk += text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)) as usize;
-        emoji += text.chars().any(|c| ('\u{1f300}'..='\u{1faff}').contains(&c)) as usize;
+        emoji += text
+            .chars()
+            .any(|c| ('\u{1f300}'..='\u{1faff}').contains(&c)) as usize;
         accents += text.chars().any(|c| ('\u{00c0}'..='\u{017f}').contains(&c)) as usize;
     }
     assert!(long >= 3 && empty == 1 && cjk >= 2 && emoji >= 3 && accents >= 3);
@@ -490,7 +604,9 @@ fn tokenizer_data() {
         .expect("astronaut prompt");
     assert_eq!(
         ids_of(astronaut, "ids"),
-        [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407]
+        [
+            49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407
+        ]
     );
 }
 
@@ -502,7 +618,11 @@ fn every_fixture_is_known_and_the_total_is_small() {
     let mut known: BTreeSet<String> = OTHER_FILES.iter().map(|s| s.to_string()).collect();
     known.extend(component_outputs().into_iter().map(|(f, _)| f.to_string()));
     known.extend(MODEL_WEIGHTS.iter().map(|(f, ..)| f.to_string()));
-    known.extend(PIPELINE_RUNS.iter().map(|(r, _)| format!("pipelines/{r}.safetensors")));
+    known.extend(
+        PIPELINE_RUNS
+            .iter()
+            .map(|(r, _)| format!("pipelines/{r}.safetensors")),
+    );
     let mut total = 0u64;
     let mut seen = BTreeSet::new();
     for (rel, size) in &files {
@@ -510,7 +630,10 @@ fn every_fixture_is_known_and_the_total_is_small() {
         if NOT_OURS.iter().any(|d| rel.starts_with(&format!("{d}/"))) {
             continue;
         }
-        assert!(known.contains(rel), "unexpected fixture {rel} (add it to the tables and README)");
+        assert!(
+            known.contains(rel),
+            "unexpected fixture {rel} (add it to the tables and README)"
+        );
         seen.insert(rel.clone());
     }
     let missing: Vec<_> = known.difference(&seen).collect();
@@ -519,5 +642,8 @@ fn every_fixture_is_known_and_the_total_is_small() {
     for rel in &seen {
         assert!(base.join(rel).exists(), "{rel} does not resolve");
     }
-    assert!(total < 30_000_000, "fixtures take {total} bytes (budget 30 MB)");
+    assert!(
+        total < 30_000_000,
+        "fixtures take {total} bytes (budget 30 MB)"
+    );
 }

@@ -71,7 +71,12 @@ fn fill(
     }
     let mid = (lo + hi) / 2;
     let (mut best, mut best_i) = (f64::INFINITY, opt_lo);
-    for (i, &before) in prev.iter().enumerate().take(opt_hi.min(mid - 1) + 1).skip(opt_lo) {
+    for (i, &before) in prev
+        .iter()
+        .enumerate()
+        .take(opt_hi.min(mid - 1) + 1)
+        .skip(opt_lo)
+    {
         let c = before + p.cost(i, mid);
         if c < best {
             best = c;

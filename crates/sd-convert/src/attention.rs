@@ -60,12 +60,26 @@ pub fn v2_chunks(sq: usize) -> Vec<(usize, usize)> {
     if n <= 1 {
         return vec![(0, sq)];
     }
-    (0..n).map(|i| (i * V2_CHUNK, if i + 1 == n { sq } else { (i + 1) * V2_CHUNK })).collect()
+    (0..n)
+        .map(|i| {
+            (
+                i * V2_CHUNK,
+                if i + 1 == n { sq } else { (i + 1) * V2_CHUNK },
+            )
+        })
+        .collect()
 }
 
 /// softmax(qᵀk · d_head^−½) v for q (B, C, 1, Sq), k and v (B, C, 1, Sk), C = heads · d_head;
 /// returns (B, C, 1, Sq).
-pub fn attention(net: &mut Net<'_>, imp: AttentionImpl, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+pub fn attention(
+    net: &mut Net<'_>,
+    imp: AttentionImpl,
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    heads: usize,
+) -> Result<Var> {
     let (b, c, sq) = (q.ty.shape[0], q.ty.shape[1], q.ty.shape[3]);
     let sk = k.ty.shape[3];
     let dh = c / heads;
@@ -82,7 +96,11 @@ pub fn attention(net: &mut Net<'_>, imp: AttentionImpl, q: &Var, k: &Var, v: &Va
             net.reshape(&o, &[b, c, 1, sq])
         }
         AttentionImpl::SplitEinsum | AttentionImpl::SplitEinsumV2 => {
-            let chunks = if imp == AttentionImpl::SplitEinsumV2 { v2_chunks(sq) } else { vec![(0, sq)] };
+            let chunks = if imp == AttentionImpl::SplitEinsumV2 {
+                v2_chunks(sq)
+            } else {
+                vec![(0, sq)]
+            };
             let kt = net.transpose(k, &[0, 3, 2, 1])?; // (B, Sk, 1, C)
             let mut outs = Vec::with_capacity(heads);
             for h in 0..heads {
@@ -92,7 +110,11 @@ pub fn attention(net: &mut Net<'_>, imp: AttentionImpl, q: &Var, k: &Var, v: &Va
                 let vh = net.slice_axis(v, 1, c0, c1)?;
                 let mut parts = Vec::with_capacity(chunks.len());
                 for &(a, e) in &chunks {
-                    let qc = if chunks.len() == 1 { qh.clone() } else { net.slice_axis(&qh, 3, a, e)? };
+                    let qc = if chunks.len() == 1 {
+                        qh.clone()
+                    } else {
+                        net.slice_axis(&qh, 3, a, e)?
+                    };
                     let w = einsum(net, &kh, &qc, "bkhc,bchq->bkhq")?; // (B, Sk, 1, Sq)
                     let w = net.mul_scalar(&w, scale)?;
                     let w = net.softmax(&w, 1)?;
@@ -108,7 +130,12 @@ pub fn attention(net: &mut Net<'_>, imp: AttentionImpl, q: &Var, k: &Var, v: &Va
 }
 
 fn einsum(net: &mut Net<'_>, a: &Var, b: &Var, eq: &str) -> Result<Var> {
-    Ok(net.fb.op("einsum").inputs("values", &[a, b]).param("equation", eq).build_one()?)
+    Ok(net
+        .fb
+        .op("einsum")
+        .inputs("values", &[a, b])
+        .param("equation", eq)
+        .build_one()?)
 }
 
 #[cfg(test)]

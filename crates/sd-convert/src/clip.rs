@@ -22,16 +22,37 @@ pub enum ClipOutputs {
 }
 
 /// Builds the text encoder: input `input_ids` fp32 (1, seq_len).
-pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: ClipOutputs) -> Result<Vec<Var>> {
+pub fn build(
+    net: &mut Net<'_>,
+    cfg: &ClipTextConfig,
+    seq_len: usize,
+    outputs: ClipOutputs,
+) -> Result<Vec<Var>> {
     // transformers ≥ 5 saves CLIPTextModel without the `text_model.` prefix.
-    let p = if net.w.contains("text_model.embeddings.token_embedding.weight") { "text_model" } else { "" };
+    let p = if net
+        .w
+        .contains("text_model.embeddings.token_embedding.weight")
+    {
+        "text_model"
+    } else {
+        ""
+    };
     let hidden = cfg.hidden_size;
     let ids = net.input("input_ids", DType::F32, &[1, seq_len])?;
     let ids_i = net.cast(&ids, "int32", None)?;
 
     // Embeddings.
-    let table = net.weight(&join(p, "embeddings.token_embedding.weight"), &[cfg.vocab_size, hidden])?;
-    let tok = net.fb.op("gather").input("x", &table).input("indices", &ids_i).param("axis", 0).build_one()?;
+    let table = net.weight(
+        &join(p, "embeddings.token_embedding.weight"),
+        &[cfg.vocab_size, hidden],
+    )?;
+    let tok = net
+        .fb
+        .op("gather")
+        .input("x", &table)
+        .input("indices", &ids_i)
+        .param("axis", 0)
+        .build_one()?;
     let pos_key = join(p, "embeddings.position_embedding.weight");
     let maxp = cfg.max_position_embeddings;
     if seq_len > maxp {
@@ -40,7 +61,11 @@ pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: C
         )));
     }
     let pos = net.weight_view(&pos_key, &[maxp, hidden], &[1, maxp, hidden])?;
-    let pos = if seq_len == maxp { pos } else { net.slice(&pos, &[0, 0, 0], &[1, seq_len, hidden])? };
+    let pos = if seq_len == maxp {
+        pos
+    } else {
+        net.slice(&pos, &[0, 0, 0], &[1, seq_len, hidden])?
+    };
     let mut x = net.add(&tok, &pos)?;
 
     // Causal mask (1, 1, S, S).
@@ -63,11 +88,27 @@ pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: C
     let last = net.layer_norm(&x, &join(p, "final_layer_norm"), -1, cfg.layer_norm_eps)?;
 
     // Pooled: the final state at the end-of-text token, the largest id.
-    let eot = net.fb.op("reduce_argmax").input("x", &ids_i).param("axis", -1).param("keep_dims", false).build_one()?;
+    let eot = net
+        .fb
+        .op("reduce_argmax")
+        .input("x", &ids_i)
+        .param("axis", -1)
+        .param("keep_dims", false)
+        .build_one()?;
     let zname = net.fb.unique_name("batch_index");
     let zero = net.fb.constant(&zname, sd_mil::ConstValue::vec_i32(&[0]))?;
-    let idx = net.fb.op("stack").inputs("values", &[&zero, &eot]).param("axis", 1).build_one()?;
-    let pooled = net.fb.op("gather_nd").input("x", &last).input("indices", &idx).build_one()?;
+    let idx = net
+        .fb
+        .op("stack")
+        .inputs("values", &[&zero, &eot])
+        .param("axis", 1)
+        .build_one()?;
+    let pooled = net
+        .fb
+        .op("gather_nd")
+        .input("x", &last)
+        .input("indices", &idx)
+        .build_one()?;
 
     let mut outs = Vec::new();
     let pen = penultimate.unwrap_or_else(|| x.clone());
@@ -89,7 +130,13 @@ pub fn build(net: &mut Net<'_>, cfg: &ClipTextConfig, seq_len: usize, outputs: C
     Ok(outs)
 }
 
-fn encoder_layer(net: &mut Net<'_>, cfg: &ClipTextConfig, p: &str, x: &Var, mask: &Var) -> Result<Var> {
+fn encoder_layer(
+    net: &mut Net<'_>,
+    cfg: &ClipTextConfig,
+    p: &str,
+    x: &Var,
+    mask: &Var,
+) -> Result<Var> {
     let (hidden, heads) = (cfg.hidden_size, cfg.num_attention_heads);
     let dh = hidden / heads;
     let s = x.ty.shape[1];
@@ -121,7 +168,11 @@ fn encoder_layer(net: &mut Net<'_>, cfg: &ClipTextConfig, p: &str, x: &Var, mask
         let t = net.unary("sigmoid", &t)?;
         net.binary("mul", &h, &t)?
     } else {
-        net.fb.op("gelu").input("x", &h).param("mode", "EXACT").build_one()?
+        net.fb
+            .op("gelu")
+            .input("x", &h)
+            .param("mode", "EXACT")
+            .build_one()?
     };
     let h = net.linear(&h, &join(p, "mlp.fc2"), hidden, true)?;
     net.add(&x, &h)

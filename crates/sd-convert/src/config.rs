@@ -12,8 +12,14 @@ use std::path::{Path, PathBuf};
 /// Reads and parses a JSON configuration file.
 pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| ConvertError::Io { path: path.into(), source: e })?;
-    serde_json::from_str(&text).map_err(|e| ConvertError::Config { path: path.into(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ConvertError::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ConvertError::Config {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 /// A value diffusers allows as one number for every level or as one per level.
@@ -222,7 +228,12 @@ pub struct UNetLayout {
 }
 
 fn unsupported(path: &Path, key: &str, value: impl std::fmt::Debug, why: &str) -> ConvertError {
-    ConvertError::Unsupported { path: path.into(), key: key.into(), value: format!("{value:?}"), why: why.into() }
+    ConvertError::Unsupported {
+        path: path.into(),
+        key: key.into(),
+        value: format!("{value:?}"),
+        why: why.into(),
+    }
 }
 
 impl UNetConfig {
@@ -232,10 +243,18 @@ impl UNetConfig {
         let n = self.block_out_channels.len();
         let u = |k: &str, v: &dyn std::fmt::Debug, why: &str| Err(unsupported(path, k, v, why));
         if n == 0 || self.down_block_types.len() != n {
-            return u("down_block_types", &self.down_block_types, "one down block per entry of block_out_channels");
+            return u(
+                "down_block_types",
+                &self.down_block_types,
+                "one down block per entry of block_out_channels",
+            );
         }
         if !controlnet && self.up_block_types.len() != n {
-            return u("up_block_types", &self.up_block_types, "one up block per entry of block_out_channels");
+            return u(
+                "up_block_types",
+                &self.up_block_types,
+                "one up block per entry of block_out_channels",
+            );
         }
         for t in &self.down_block_types {
             if t != "CrossAttnDownBlock2D" && t != "DownBlock2D" {
@@ -248,7 +267,11 @@ impl UNetConfig {
             }
         }
         if self.mid_block_type.as_deref() != Some("UNetMidBlock2DCrossAttn") {
-            return u("mid_block_type", &self.mid_block_type, "UNetMidBlock2DCrossAttn");
+            return u(
+                "mid_block_type",
+                &self.mid_block_type,
+                "UNetMidBlock2DCrossAttn",
+            );
         }
         if self.act_fn != "silu" {
             return u("act_fn", &self.act_fn, "silu");
@@ -257,16 +280,28 @@ impl UNetConfig {
             return u("only_cross_attention", &self.only_cross_attention, "false");
         }
         if self.resnet_time_scale_shift != "default" {
-            return u("resnet_time_scale_shift", &self.resnet_time_scale_shift, "\"default\"");
+            return u(
+                "resnet_time_scale_shift",
+                &self.resnet_time_scale_shift,
+                "\"default\"",
+            );
         }
         if self.class_embed_type.is_some() {
             return u("class_embed_type", &self.class_embed_type, "null");
         }
         if self.addition_embed_type.is_some() {
-            return u("addition_embed_type", &self.addition_embed_type, "null (SDXL's text_time is not built yet)");
+            return u(
+                "addition_embed_type",
+                &self.addition_embed_type,
+                "null (SDXL's text_time is not built yet)",
+            );
         }
         if self.time_embedding_type != "positional" {
-            return u("time_embedding_type", &self.time_embedding_type, "\"positional\"");
+            return u(
+                "time_embedding_type",
+                &self.time_embedding_type,
+                "\"positional\"",
+            );
         }
         if self.time_embedding_dim.is_some() || self.time_cond_proj_dim.is_some() {
             return u("time_cond_proj_dim", &self.time_cond_proj_dim, "null");
@@ -284,27 +319,55 @@ impl UNetConfig {
             return u("dual_cross_attention", &self.dual_cross_attention, "false");
         }
         if self.mid_block_scale_factor != 1.0 || self.resnet_out_scale_factor != 1.0 {
-            return u("resnet_out_scale_factor", &self.resnet_out_scale_factor, "1.0");
+            return u(
+                "resnet_out_scale_factor",
+                &self.resnet_out_scale_factor,
+                "1.0",
+            );
         }
         if self.attention_type != "default" {
             return u("attention_type", &self.attention_type, "\"default\"");
         }
-        if self.block_out_channels.iter().any(|c| c % self.norm_num_groups != 0) {
-            return u("norm_num_groups", &self.norm_num_groups, "a divisor of every block_out_channels entry");
+        if self
+            .block_out_channels
+            .iter()
+            .any(|c| c % self.norm_num_groups != 0)
+        {
+            return u(
+                "norm_num_groups",
+                &self.norm_num_groups,
+                "a divisor of every block_out_channels entry",
+            );
         }
         let heads = self
             .num_attention_heads
             .as_ref()
             .unwrap_or(&self.attention_head_dim)
             .levels(n)
-            .ok_or_else(|| unsupported(path, "attention_head_dim", &self.attention_head_dim, "one value per level"))?;
+            .ok_or_else(|| {
+                unsupported(
+                    path,
+                    "attention_head_dim",
+                    &self.attention_head_dim,
+                    "one value per level",
+                )
+            })?;
         for (h, c) in heads.iter().zip(&self.block_out_channels) {
             if *h == 0 || c % h != 0 {
-                return u("attention_head_dim", &heads, "head counts dividing the channels of their level");
+                return u(
+                    "attention_head_dim",
+                    &heads,
+                    "head counts dividing the channels of their level",
+                );
             }
         }
         let transformer_layers = self.transformer_layers_per_block.levels(n).ok_or_else(|| {
-            unsupported(path, "transformer_layers_per_block", &self.transformer_layers_per_block, "one value per level")
+            unsupported(
+                path,
+                "transformer_layers_per_block",
+                &self.transformer_layers_per_block,
+                "one value per level",
+            )
         })?;
         let cross_attention_dim = match &self.cross_attention_dim {
             PerLevel::One(d) => *d,
@@ -313,7 +376,11 @@ impl UNetConfig {
         };
         if controlnet {
             if self.conditioning_embedding_out_channels.is_none() {
-                return u("conditioning_embedding_out_channels", &None::<()>, "a list (ControlNetModel)");
+                return u(
+                    "conditioning_embedding_out_channels",
+                    &None::<()>,
+                    "a list (ControlNetModel)",
+                );
             }
             if let Some(o) = &self.controlnet_conditioning_channel_order
                 && o != "rgb"
@@ -321,9 +388,16 @@ impl UNetConfig {
                 return u("controlnet_conditioning_channel_order", o, "\"rgb\"");
             }
         } else if self.out_channels.is_none() {
-            return Err(ConvertError::Config { path: path.into(), message: "missing field `out_channels`".into() });
+            return Err(ConvertError::Config {
+                path: path.into(),
+                message: "missing field `out_channels`".into(),
+            });
         }
-        Ok(UNetLayout { heads, transformer_layers, cross_attention_dim })
+        Ok(UNetLayout {
+            heads,
+            transformer_layers,
+            cross_attention_dim,
+        })
     }
 }
 
@@ -380,12 +454,27 @@ impl VaeConfig {
         if self.act_fn != "silu" {
             return Err(unsupported(path, "act_fn", &self.act_fn, "silu"));
         }
-        if n == 0 || self.block_out_channels.iter().any(|c| c % self.norm_num_groups != 0) {
-            return Err(unsupported(path, "block_out_channels", &self.block_out_channels, "non-empty, divisible by norm_num_groups"));
+        if n == 0
+            || self
+                .block_out_channels
+                .iter()
+                .any(|c| c % self.norm_num_groups != 0)
+        {
+            return Err(unsupported(
+                path,
+                "block_out_channels",
+                &self.block_out_channels,
+                "non-empty, divisible by norm_num_groups",
+            ));
         }
         for t in &self.down_block_types {
             if t != "DownEncoderBlock2D" {
-                return Err(unsupported(path, "down_block_types", t, "DownEncoderBlock2D"));
+                return Err(unsupported(
+                    path,
+                    "down_block_types",
+                    t,
+                    "DownEncoderBlock2D",
+                ));
             }
         }
         for t in &self.up_block_types {
@@ -434,10 +523,22 @@ impl ClipTextConfig {
     /// Rejects what the CLIP builder does not implement.
     pub fn check(&self, path: &Path) -> Result<()> {
         if !matches!(self.hidden_act.as_str(), "quick_gelu" | "gelu") {
-            return Err(unsupported(path, "hidden_act", &self.hidden_act, "quick_gelu or gelu"));
+            return Err(unsupported(
+                path,
+                "hidden_act",
+                &self.hidden_act,
+                "quick_gelu or gelu",
+            ));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return Err(unsupported(path, "num_attention_heads", self.num_attention_heads, "a divisor of hidden_size"));
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(unsupported(
+                path,
+                "num_attention_heads",
+                self.num_attention_heads,
+                "a divisor of hidden_size",
+            ));
         }
         Ok(())
     }
@@ -459,11 +560,17 @@ impl ModelIndex {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("model_index.json");
         let v: serde_json::Value = load(&path)?;
-        let obj = v.as_object().ok_or_else(|| ConvertError::Config { path: path.clone(), message: "not an object".into() })?;
+        let obj = v.as_object().ok_or_else(|| ConvertError::Config {
+            path: path.clone(),
+            message: "not an object".into(),
+        })?;
         let class_name = obj
             .get("_class_name")
             .and_then(|c| c.as_str())
-            .ok_or_else(|| ConvertError::Config { path: path.clone(), message: "missing field `_class_name`".into() })?
+            .ok_or_else(|| ConvertError::Config {
+                path: path.clone(),
+                message: "missing field `_class_name`".into(),
+            })?
             .to_string();
         let mut components = Vec::new();
         for (k, v) in obj {
@@ -476,11 +583,18 @@ impl ModelIndex {
                 components.push((k.clone(), lib.to_string(), class.to_string()));
             }
         }
-        Ok(ModelIndex { path, class_name, components })
+        Ok(ModelIndex {
+            path,
+            class_name,
+            components,
+        })
     }
 
     /// The class of a present component.
     pub fn class_of(&self, name: &str) -> Option<&str> {
-        self.components.iter().find(|(n, _, _)| n == name).map(|(_, _, c)| c.as_str())
+        self.components
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, c)| c.as_str())
     }
 }

@@ -42,7 +42,9 @@ pub enum ConvertError {
         message: String,
     },
     /// A tensor whose data lies beyond the end of its file.
-    #[error("{path}: tensor `{tensor}` needs bytes {start}..{end} but the file holds only {available} data bytes (truncated file?)")]
+    #[error(
+        "{path}: tensor `{tensor}` needs bytes {start}..{end} but the file holds only {available} data bytes (truncated file?)"
+    )]
     Truncated {
         /// The file.
         path: PathBuf,

@@ -31,7 +31,16 @@ impl Precision {
 
 /// A MIL identifier from a weight key or module path (`a.b.0` → `a_b_0`).
 pub fn ident(s: &str) -> String {
-    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
         out.insert(0, '_');
     }
@@ -40,7 +49,11 @@ pub fn ident(s: &str) -> String {
 
 /// Joins a module prefix and a child name with a dot.
 pub fn join(prefix: &str, child: &str) -> String {
-    if prefix.is_empty() { child.to_string() } else { format!("{prefix}.{child}") }
+    if prefix.is_empty() {
+        child.to_string()
+    } else {
+        format!("{prefix}.{child}")
+    }
 }
 
 /// A function under construction together with the weights it reads.
@@ -61,7 +74,12 @@ fn i32s(v: &[usize]) -> Vec<i32> {
 impl<'w> Net<'w> {
     /// An empty function for `opset` reading `w`.
     pub fn new(opset: Opset, w: &'w WeightStore, precision: Precision) -> Self {
-        Net { fb: FunctionBuilder::new(opset), w, precision, loaded: HashMap::new() }
+        Net {
+            fb: FunctionBuilder::new(opset),
+            w,
+            precision,
+            loaded: HashMap::new(),
+        }
     }
 
     /// The compute element type.
@@ -71,7 +89,9 @@ impl<'w> Net<'w> {
 
     /// A function input.
     pub fn input(&mut self, name: &str, dtype: DType, shape: &[usize]) -> Result<Var> {
-        Ok(self.fb.input(name, TensorType::new(dtype, shape.to_vec()))?)
+        Ok(self
+            .fb
+            .input(name, TensorType::new(dtype, shape.to_vec()))?)
     }
 
     /// A scalar in the compute type.
@@ -115,16 +135,37 @@ impl<'w> Net<'w> {
     }
 
     /// A convolution `prefix` with a k×k kernel, `stride`, symmetric zero padding `pad` and a bias.
-    pub fn conv2d(&mut self, x: &Var, prefix: &str, cout: usize, k: usize, stride: usize, pad: usize) -> Result<Var> {
+    pub fn conv2d(
+        &mut self,
+        x: &Var,
+        prefix: &str,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Var> {
         let cin = x.ty.shape[1];
         let w = self.weight(&join(prefix, "weight"), &[cout, cin, k, k])?;
         let b = self.weight(&join(prefix, "bias"), &[cout])?;
         self.conv_raw(x, &w, Some(&b), prefix, stride, pad)
     }
 
-    fn conv_raw(&mut self, x: &Var, w: &Var, b: Option<&Var>, hint: &str, stride: usize, pad: usize) -> Result<Var> {
+    fn conv_raw(
+        &mut self,
+        x: &Var,
+        w: &Var,
+        b: Option<&Var>,
+        hint: &str,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Var> {
         let name = self.name(hint);
-        let mut op = self.fb.op("conv").name(&name).input("x", x).input("weight", w);
+        let mut op = self
+            .fb
+            .op("conv")
+            .name(&name)
+            .input("x", x)
+            .input("weight", w);
         if let Some(b) = b {
             op = op.input("bias", b);
         }
@@ -143,9 +184,17 @@ impl<'w> Net<'w> {
         let cin = x.ty.shape[1];
         let key = join(prefix, "weight");
         let stored = self.w.shape(&key)?;
-        let expected: Vec<usize> = if stored.len() == 4 { vec![cout, cin, 1, 1] } else { vec![cout, cin] };
+        let expected: Vec<usize> = if stored.len() == 4 {
+            vec![cout, cin, 1, 1]
+        } else {
+            vec![cout, cin]
+        };
         let w = self.weight_view(&key, &expected, &[cout, cin, 1, 1])?;
-        let b = if bias { Some(self.weight(&join(prefix, "bias"), &[cout])?) } else { None };
+        let b = if bias {
+            Some(self.weight(&join(prefix, "bias"), &[cout])?)
+        } else {
+            None
+        };
         self.conv_raw(x, &w, b.as_ref(), prefix, 1, 0)
     }
 
@@ -153,9 +202,18 @@ impl<'w> Net<'w> {
     pub fn linear(&mut self, x: &Var, prefix: &str, cout: usize, bias: bool) -> Result<Var> {
         let cin = *x.ty.shape.last().expect("rank ≥ 1");
         let w = self.weight(&join(prefix, "weight"), &[cout, cin])?;
-        let b = if bias { Some(self.weight(&join(prefix, "bias"), &[cout])?) } else { None };
+        let b = if bias {
+            Some(self.weight(&join(prefix, "bias"), &[cout])?)
+        } else {
+            None
+        };
         let name = self.name(prefix);
-        let mut op = self.fb.op("linear").name(&name).input("x", x).input("weight", &w);
+        let mut op = self
+            .fb
+            .op("linear")
+            .name(&name)
+            .input("x", x)
+            .input("weight", &w);
         if let Some(b) = &b {
             op = op.input("bias", b);
         }
@@ -232,17 +290,33 @@ impl<'w> Net<'w> {
 
     /// `reduce_mean` over `axes`, keeping them.
     pub fn reduce_mean(&mut self, x: &Var, axes: &[i32]) -> Result<Var> {
-        Ok(self.fb.op("reduce_mean").input("x", x).param("axes", axes.to_vec()).param("keep_dims", true).build_one()?)
+        Ok(self
+            .fb
+            .op("reduce_mean")
+            .input("x", x)
+            .param("axes", axes.to_vec())
+            .param("keep_dims", true)
+            .build_one()?)
     }
 
     /// Reshape to a static shape.
     pub fn reshape(&mut self, x: &Var, shape: &[usize]) -> Result<Var> {
-        Ok(self.fb.op("reshape").input("x", x).param("shape", i32s(shape)).build_one()?)
+        Ok(self
+            .fb
+            .op("reshape")
+            .input("x", x)
+            .param("shape", i32s(shape))
+            .build_one()?)
     }
 
     /// Transpose by `perm`.
     pub fn transpose(&mut self, x: &Var, perm: &[i32]) -> Result<Var> {
-        Ok(self.fb.op("transpose").input("x", x).param("perm", perm.to_vec()).build_one()?)
+        Ok(self
+            .fb
+            .op("transpose")
+            .input("x", x)
+            .param("perm", perm.to_vec())
+            .build_one()?)
     }
 
     /// `x[begin..end]` on every axis (static bounds, stride 1).
@@ -270,12 +344,24 @@ impl<'w> Net<'w> {
         if values.len() == 1 {
             return Ok(values[0].clone());
         }
-        Ok(self.fb.op("concat").inputs("values", values).param("axis", axis).param("interleave", false).build_one()?)
+        Ok(self
+            .fb
+            .op("concat")
+            .inputs("values", values)
+            .param("axis", axis)
+            .param("interleave", false)
+            .build_one()?)
     }
 
     /// Split on `axis` into parts of `sizes`.
     pub fn split(&mut self, x: &Var, sizes: &[usize], axis: i32) -> Result<Vec<Var>> {
-        Ok(self.fb.op("split").input("x", x).param("split_sizes", i32s(sizes)).param("axis", axis).build()?)
+        Ok(self
+            .fb
+            .op("split")
+            .input("x", x)
+            .param("split_sizes", i32s(sizes))
+            .param("axis", axis)
+            .build()?)
     }
 
     /// `cast` to `dtype` ("fp16", "fp32", "int32").
@@ -301,13 +387,23 @@ impl<'w> Net<'w> {
 
     /// `softmax` on `axis`.
     pub fn softmax(&mut self, x: &Var, axis: i32) -> Result<Var> {
-        Ok(self.fb.op("softmax").input("x", x).param("axis", axis).build_one()?)
+        Ok(self
+            .fb
+            .op("softmax")
+            .input("x", x)
+            .param("axis", axis)
+            .build_one()?)
     }
 
     /// A model output: cast to fp32 under the output's name (Apple declares every output fp32).
     pub fn output(&mut self, x: &Var, name: &str) -> Result<Var> {
         if x.ty.dtype == DType::F32 {
-            Ok(self.fb.op("identity").name(name).input("x", x).build_one()?)
+            Ok(self
+                .fb
+                .op("identity")
+                .name(name)
+                .input("x", x)
+                .build_one()?)
         } else {
             self.cast(x, "fp32", Some(name))
         }

@@ -128,7 +128,11 @@ impl Component {
     pub fn package_name(&self, model_version: &str) -> String {
         match self {
             Component::ControlNet(p) => format!("ControlNet_{}.mlpackage", controlnet_name(p)),
-            _ => format!("Stable_Diffusion_version_{}_{}.mlpackage", model_version.replace('/', "_"), self.suffix()),
+            _ => format!(
+                "Stable_Diffusion_version_{}_{}.mlpackage",
+                model_version.replace('/', "_"),
+                self.suffix()
+            ),
         }
     }
 
@@ -140,7 +144,9 @@ impl Component {
             Component::ControlUnet => "ControlledUnet.mlpackage".into(),
             Component::VaeDecoder => "VAEDecoder.mlpackage".into(),
             Component::VaeEncoder => "VAEEncoder.mlpackage".into(),
-            Component::ControlNet(p) => format!("controlnet/{}.mlpackage", title_case(&controlnet_name(p))),
+            Component::ControlNet(p) => {
+                format!("controlnet/{}.mlpackage", title_case(&controlnet_name(p)))
+            }
         }
     }
 }
@@ -150,16 +156,22 @@ fn controlnet_name(p: &Path) -> String {
     let s = s.trim_end_matches('/');
     let parts: Vec<&str> = s.rsplit('/').take(2).collect();
     // Hub ids "owner/name" → "owner_name"; local folders → their last component.
-    let name = if p.exists() { parts[0].to_string() } else { s.replace('/', "_") };
-    name
+
+    if p.exists() {
+        parts[0].to_string()
+    } else {
+        s.replace('/', "_")
+    }
 }
 
 fn title_case(s: &str) -> String {
-    s.split(|c: char| c == '_' || c == '-')
+    s.split(['_', '-'])
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -194,10 +206,17 @@ impl Pipeline {
         if !dir.is_dir() {
             return Err(ConvertError::Io {
                 path: dir,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such diffusers folder"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such diffusers folder",
+                ),
             });
         }
-        let index = if dir.join("model_index.json").is_file() { Some(ModelIndex::read(&dir)?) } else { None };
+        let index = if dir.join("model_index.json").is_file() {
+            Some(ModelIndex::read(&dir)?)
+        } else {
+            None
+        };
         Ok(Pipeline { dir, index })
     }
 
@@ -222,19 +241,28 @@ impl Pipeline {
             Err(_) => None,
         }
         .or_else(|| {
-            config::load::<VaeConfig>(self.dir.join("vae/config.json")).ok().and_then(|v| {
-                v.sample_size.map(|s| s / vae::scale_factor(&v))
-            })
+            config::load::<VaeConfig>(self.dir.join("vae/config.json"))
+                .ok()
+                .and_then(|v| v.sample_size.map(|s| s / vae::scale_factor(&v)))
         })
         .unwrap_or(64);
         Ok((o.latent_h.unwrap_or(default), o.latent_w.unwrap_or(default)))
     }
 
-    fn finish(&self, net: Net<'_>, outs: Vec<Var>, o: &ConvertOptions, what: &str) -> Result<Model> {
+    fn finish(
+        &self,
+        net: Net<'_>,
+        outs: Vec<Var>,
+        o: &ConvertOptions,
+        what: &str,
+    ) -> Result<Model> {
         let refs: Vec<&Var> = outs.iter().collect();
         let f = net.fb.finish(&refs)?;
         let mut program = Program::with_main(f);
-        program.build_info.insert("sd-convert.version".into(), env!("CARGO_PKG_VERSION").into());
+        program.build_info.insert(
+            "sd-convert.version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
         let mut model = Model::from_program(program)?;
         let md = &mut model.description.metadata;
         md.short_description = format!(
@@ -242,13 +270,25 @@ impl Pipeline {
         );
         md.version_string = o.model_version.clone();
         md.author = format!("Please refer to the Model Card of {}", o.model_version);
-        md.user_defined.insert("sd-convert.version".into(), env!("CARGO_PKG_VERSION").into());
-        md.user_defined.insert("sd-convert.attention-implementation".into(), o.attention.to_string());
+        md.user_defined.insert(
+            "sd-convert.version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
+        md.user_defined.insert(
+            "sd-convert.attention-implementation".into(),
+            o.attention.to_string(),
+        );
         md.user_defined.insert(
             "sd-convert.precision".into(),
-            if o.precision == Precision::Float16 { "float16" } else { "float32" }.into(),
+            if o.precision == Precision::Float16 {
+                "float16"
+            } else {
+                "float32"
+            }
+            .into(),
         );
-        md.user_defined.insert("sd-convert.source".into(), self.dir.display().to_string());
+        md.user_defined
+            .insert("sd-convert.source".into(), self.dir.display().to_string());
         Ok(model)
     }
 
@@ -265,9 +305,18 @@ impl Pipeline {
             &mut m,
             &[("input_ids", "The token ids that represent the input text")],
             &[
-                ("last_hidden_state", "The token embeddings as encoded by the Transformer model"),
-                ("pooled_outputs", "The version of the `last_hidden_state` output after pooling"),
-                ("hidden_embeds", "The penultimate hidden state of the Transformer model"),
+                (
+                    "last_hidden_state",
+                    "The token embeddings as encoded by the Transformer model",
+                ),
+                (
+                    "pooled_outputs",
+                    "The version of the `last_hidden_state` output after pooling",
+                ),
+                (
+                    "hidden_embeds",
+                    "The penultimate hidden state of the Transformer model",
+                ),
             ],
         );
         Ok(m)
@@ -295,7 +344,14 @@ impl Pipeline {
         let mut net = Net::new(o.target.opset(), &w, o.precision);
         let outs = unet::build_unet(&mut net, &cfg, &layout, &uo)?;
         let mut m = self.finish(net, outs, o, if control { "control-unet" } else { "UNet" })?;
-        describe(&mut m, UNET_INPUTS, &[("noise_pred", "Same shape and dtype as the `sample` input. The predicted noise to facilitate the reverse diffusion (denoising) process")]);
+        describe(
+            &mut m,
+            UNET_INPUTS,
+            &[(
+                "noise_pred",
+                "Same shape and dtype as the `sample` input. The predicted noise to facilitate the reverse diffusion (denoising) process",
+            )],
+        );
         Ok(m)
     }
 
@@ -311,7 +367,10 @@ impl Pipeline {
         let mut m = self.finish(net, outs, o, "VAE decoder")?;
         describe(
             &mut m,
-            &[("z", "The denoised latent embeddings from the unet model after the last step of reverse diffusion")],
+            &[(
+                "z",
+                "The denoised latent embeddings from the unet model after the last step of reverse diffusion",
+            )],
             &[("image", "Generated image normalized to range [-1, 1]")],
         );
         Ok(m)
@@ -330,8 +389,14 @@ impl Pipeline {
         let mut m = self.finish(net, outs, o, "VAE encoder")?;
         describe(
             &mut m,
-            &[("x", "The input image to base the initial latents on normalized to range [-1, 1]")],
-            &[("latent", "The latent embeddings from the unet model from the input image.")],
+            &[(
+                "x",
+                "The input image to base the initial latents on normalized to range [-1, 1]",
+            )],
+            &[(
+                "latent",
+                "The latent embeddings from the unet model from the input image.",
+            )],
         );
         Ok(m)
     }
@@ -348,8 +413,18 @@ impl Pipeline {
         let outs = unet::build_controlnet(&mut net, &cfg, &layout, &uo)?;
         let mut m = self.finish(net, outs, o, "ControlNet")?;
         let mut inputs = UNET_INPUTS.to_vec();
-        inputs.push(("controlnet_cond", "An image in [0, 1] that conditions the generation"));
-        describe(&mut m, &inputs, &[("additional_residual", "Residual added to the UNet's down path (the last one to its mid block)")]);
+        inputs.push((
+            "controlnet_cond",
+            "An image in [0, 1] that conditions the generation",
+        ));
+        describe(
+            &mut m,
+            &inputs,
+            &[(
+                "additional_residual",
+                "Residual added to the UNet's down path (the last one to its mid block)",
+            )],
+        );
         Ok(m)
     }
 
@@ -367,11 +442,20 @@ impl Pipeline {
 }
 
 const UNET_INPUTS: &[(&str, &str)] = &[
-    ("sample", "The low resolution latent feature maps being denoised through reverse diffusion"),
-    ("timestep", "A value emitted by the associated scheduler object to condition the model on a given noise schedule"),
+    (
+        "sample",
+        "The low resolution latent feature maps being denoised through reverse diffusion",
+    ),
+    (
+        "timestep",
+        "A value emitted by the associated scheduler object to condition the model on a given noise schedule",
+    ),
     (
         "encoder_hidden_states",
         "Output embeddings from the associated text_encoder model to condition to generated image on text. A maximum of 77 tokens (~40 words) are allowed. Longer text is truncated. Shorter text does not reduce computation.",
     ),
-    ("additional_residual", "Residual from a ControlNet, added to the matching down-path state"),
+    (
+        "additional_residual",
+        "Residual from a ControlNet, added to the matching down-path state",
+    ),
 ];

@@ -22,7 +22,11 @@ fn attention_block(net: &mut Net<'_>, p: &str, x: &Var, groups: usize) -> Result
     let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
     // Checkpoints from diffusers < 0.14 name the projections query/key/value/proj_attn.
     let old = !net.w.contains(&join(p, "to_q.weight")) && net.w.contains(&join(p, "query.weight"));
-    let names = if old { ["query", "key", "value", "proj_attn"] } else { ["to_q", "to_k", "to_v", "to_out.0"] };
+    let names = if old {
+        ["query", "key", "value", "proj_attn"]
+    } else {
+        ["to_q", "to_k", "to_v", "to_out.0"]
+    };
     let n = net.group_norm(x, &join(p, "group_norm"), groups, EPS)?;
     let t = net.reshape(&n, &[b, c, h * w])?;
     let t = net.transpose(&t, &[0, 2, 1])?;
@@ -52,16 +56,27 @@ fn mid_block(net: &mut Net<'_>, p: &str, x: &Var, cfg: &VaeConfig) -> Result<Var
 
 fn check_latent(cfg: &VaeConfig, h: usize, w: usize) -> Result<()> {
     if h == 0 || w == 0 {
-        return Err(ConvertError::Invalid(format!("latent size {h}×{w} must be positive")));
+        return Err(ConvertError::Invalid(format!(
+            "latent size {h}×{w} must be positive"
+        )));
     }
     let _ = cfg;
     Ok(())
 }
 
 /// Builds the decoder: input `z` (1, latent, h, w) → `image` (1, out, h·f, w·f) in [−1, 1].
-pub fn build_decoder(net: &mut Net<'_>, cfg: &VaeConfig, latent_h: usize, latent_w: usize) -> Result<Vec<Var>> {
+pub fn build_decoder(
+    net: &mut Net<'_>,
+    cfg: &VaeConfig,
+    latent_h: usize,
+    latent_w: usize,
+) -> Result<Vec<Var>> {
     check_latent(cfg, latent_h, latent_w)?;
-    let z = net.input("z", net.dtype(), &[1, cfg.latent_channels, latent_h, latent_w])?;
+    let z = net.input(
+        "z",
+        net.dtype(),
+        &[1, cfg.latent_channels, latent_h, latent_w],
+    )?;
     let mut h = if cfg.use_post_quant_conv {
         net.linear_conv(&z, "post_quant_conv", cfg.latent_channels, true)?
     } else {
@@ -90,10 +105,17 @@ pub fn build_decoder(net: &mut Net<'_>, cfg: &VaeConfig, latent_h: usize, latent
 
 /// Builds the encoder: input `x` (1, in, H, W) in [−1, 1] → `latent` (1, 2·latent, H/f, W/f):
 /// the distribution's mean then log-variance.
-pub fn build_encoder(net: &mut Net<'_>, cfg: &VaeConfig, image_h: usize, image_w: usize) -> Result<Vec<Var>> {
+pub fn build_encoder(
+    net: &mut Net<'_>,
+    cfg: &VaeConfig,
+    image_h: usize,
+    image_w: usize,
+) -> Result<Vec<Var>> {
     let f = scale_factor(cfg);
-    if image_h == 0 || image_w == 0 || image_h % f != 0 || image_w % f != 0 {
-        return Err(ConvertError::Invalid(format!("image size {image_h}×{image_w} must be a positive multiple of {f}")));
+    if image_h == 0 || image_w == 0 || !image_h.is_multiple_of(f) || !image_w.is_multiple_of(f) {
+        return Err(ConvertError::Invalid(format!(
+            "image size {image_h}×{image_w} must be a positive multiple of {f}"
+        )));
     }
     let x = net.input("x", net.dtype(), &[1, cfg.in_channels, image_h, image_w])?;
     let boc = &cfg.block_out_channels;

@@ -68,7 +68,12 @@ pub struct SafetensorsFile {
 
 impl fmt::Debug for SafetensorsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SafetensorsFile({}, {} tensors)", self.path.display(), self.tensors.len())
+        write!(
+            f,
+            "SafetensorsFile({}, {} tensors)",
+            self.path.display(),
+            self.tensors.len()
+        )
     }
 }
 
@@ -77,21 +82,33 @@ impl SafetensorsFile {
     /// byte range matches its shape and lies inside the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io = |e| ConvertError::Io { path: path.clone(), source: e };
+        let io = |e| ConvertError::Io {
+            path: path.clone(),
+            source: e,
+        };
         let file = std::fs::File::open(&path).map_err(io)?;
         // SAFETY: the file is opened read-only and only read through this map; a writer
         // truncating it underneath us is outside what the converter guards against.
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let bad = |m: String| ConvertError::BadHeader { path: path.clone(), message: m };
+        let bad = |m: String| ConvertError::BadHeader {
+            path: path.clone(),
+            message: m,
+        };
         if mmap.len() < 8 {
-            return Err(bad(format!("file of {} bytes has no header length", mmap.len())));
+            return Err(bad(format!(
+                "file of {} bytes has no header length",
+                mmap.len()
+            )));
         }
         let n = u64::from_le_bytes(mmap[..8].try_into().expect("8 bytes")) as usize;
         if n > mmap.len() - 8 {
-            return Err(bad(format!("header of {n} bytes does not fit a file of {} bytes", mmap.len())));
+            return Err(bad(format!(
+                "header of {n} bytes does not fit a file of {} bytes",
+                mmap.len()
+            )));
         }
-        let header: serde_json::Map<String, Value> =
-            serde_json::from_slice(&mmap[8..8 + n]).map_err(|e| bad(format!("header JSON: {e}")))?;
+        let header: serde_json::Map<String, Value> = serde_json::from_slice(&mmap[8..8 + n])
+            .map_err(|e| bad(format!("header JSON: {e}")))?;
         let data_start = 8 + n;
         let available = mmap.len() - data_start;
         let mut tensors = HashMap::new();
@@ -99,7 +116,10 @@ impl SafetensorsFile {
             if name == "__metadata__" {
                 continue;
             }
-            let dtype_s = v.get("dtype").and_then(Value::as_str).ok_or_else(|| bad(format!("`{name}` has no dtype")))?;
+            let dtype_s = v
+                .get("dtype")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("`{name}` has no dtype")))?;
             let shape: Vec<usize> = v
                 .get("shape")
                 .and_then(Value::as_array)
@@ -114,9 +134,23 @@ impl SafetensorsFile {
             let Some(dtype) = SourceDType::from_safetensors(dtype_s) else {
                 // Integer buffers (e.g. CLIP's position_ids) are not weights; keep them out.
                 if offs[1] > available {
-                    return Err(ConvertError::Truncated { path, tensor: name, start: offs[0], end: offs[1], available });
+                    return Err(ConvertError::Truncated {
+                        path,
+                        tensor: name,
+                        start: offs[0],
+                        end: offs[1],
+                        available,
+                    });
                 }
-                tensors.insert(name, TensorInfo { dtype: SourceDType::F32, shape: vec![usize::MAX], start: 0, end: 0 });
+                tensors.insert(
+                    name,
+                    TensorInfo {
+                        dtype: SourceDType::F32,
+                        shape: vec![usize::MAX],
+                        start: 0,
+                        end: 0,
+                    },
+                );
                 continue;
             };
             let count: usize = shape.iter().product();
@@ -127,14 +161,29 @@ impl SafetensorsFile {
                 )));
             }
             if offs[1] > available {
-                return Err(ConvertError::Truncated { path, tensor: name, start: offs[0], end: offs[1], available });
+                return Err(ConvertError::Truncated {
+                    path,
+                    tensor: name,
+                    start: offs[0],
+                    end: offs[1],
+                    available,
+                });
             }
             tensors.insert(
                 name,
-                TensorInfo { dtype, shape, start: data_start + offs[0], end: data_start + offs[1] },
+                TensorInfo {
+                    dtype,
+                    shape,
+                    start: data_start + offs[0],
+                    end: data_start + offs[1],
+                },
             );
         }
-        Ok(SafetensorsFile { path, mmap, tensors })
+        Ok(SafetensorsFile {
+            path,
+            mmap,
+            tensors,
+        })
     }
 
     /// The file's path.
@@ -159,7 +208,9 @@ impl SafetensorsFile {
         // SAFETY: the map is a read-only file mapping; MADV_DONTNEED only discards clean page
         // cache references, and later reads fault the same bytes back in from the file.
         unsafe {
-            let _ = self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
+            let _ =
+                self.mmap
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
         }
         #[cfg(not(unix))]
         let _ = (offset, len);
@@ -189,7 +240,10 @@ impl TensorSource for MappedTensor {
     fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let src = self.file.bytes(&self.info);
         let es = self.info.dtype.size();
-        let same = matches!((self.info.dtype, self.dst), (SourceDType::F16, DType::F16) | (SourceDType::F32, DType::F32));
+        let same = matches!(
+            (self.info.dtype, self.dst),
+            (SourceDType::F16, DType::F16) | (SourceDType::F32, DType::F32)
+        );
         let mut buf = Vec::with_capacity(if same { 0 } else { CHUNK * 4 });
         let mut done = 0;
         for chunk in src.chunks(CHUNK * es) {
@@ -266,26 +320,46 @@ impl WeightStore {
         let hint = if bins.is_empty() {
             String::new()
         } else {
-            format!(" (found {}: PyTorch pickles are not read yet; convert them to safetensors)", bins.join(", "))
+            format!(
+                " (found {}: PyTorch pickles are not read yet; convert them to safetensors)",
+                bins.join(", ")
+            )
         };
         Err(ConvertError::Io {
             path: dir.to_path_buf(),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("no safetensors weights{}{hint}", variant.map(|v| format!(" of variant `{v}`")).unwrap_or_default()),
+                format!(
+                    "no safetensors weights{}{hint}",
+                    variant
+                        .map(|v| format!(" of variant `{v}`"))
+                        .unwrap_or_default()
+                ),
             ),
         })
     }
 
     fn open_index(dir: &Path, index: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(index).map_err(|e| ConvertError::Io { path: index.into(), source: e })?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| ConvertError::Config { path: index.into(), message: e.to_string() })?;
-        let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| ConvertError::Config {
+        let text = std::fs::read_to_string(index).map_err(|e| ConvertError::Io {
             path: index.into(),
-            message: "missing key `weight_map`".into(),
+            source: e,
         })?;
-        let mut files: Vec<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
+        let v: Value = serde_json::from_str(&text).map_err(|e| ConvertError::Config {
+            path: index.into(),
+            message: e.to_string(),
+        })?;
+        let map = v
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ConvertError::Config {
+                path: index.into(),
+                message: "missing key `weight_map`".into(),
+            })?;
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
         files.sort();
         files.dedup();
         let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
@@ -294,7 +368,10 @@ impl WeightStore {
 
     /// Opens explicit safetensors files as one store (later files do not override earlier ones).
     pub fn open_files(root: impl AsRef<Path>, paths: &[PathBuf]) -> Result<Self> {
-        let mut store = WeightStore { root: root.as_ref().to_path_buf(), ..Default::default() };
+        let mut store = WeightStore {
+            root: root.as_ref().to_path_buf(),
+            ..Default::default()
+        };
         for p in paths {
             let f = Arc::new(SafetensorsFile::open(p)?);
             let i = store.files.len();
@@ -322,10 +399,13 @@ impl WeightStore {
     }
 
     fn lookup(&self, name: &str) -> Result<(&Arc<SafetensorsFile>, &TensorInfo)> {
-        let i = *self.index.get(name).ok_or_else(|| ConvertError::MissingTensor {
-            path: self.root.clone(),
-            tensor: name.to_string(),
-        })?;
+        let i = *self
+            .index
+            .get(name)
+            .ok_or_else(|| ConvertError::MissingTensor {
+                path: self.root.clone(),
+                tensor: name.to_string(),
+            })?;
         let f = &self.files[i];
         Ok((f, &f.tensors[name]))
     }
@@ -335,10 +415,18 @@ impl WeightStore {
         Ok(self.lookup(name)?.1.shape.clone())
     }
 
-    fn checked(&self, name: &str, expected: &[usize]) -> Result<(&Arc<SafetensorsFile>, &TensorInfo)> {
+    fn checked(
+        &self,
+        name: &str,
+        expected: &[usize],
+    ) -> Result<(&Arc<SafetensorsFile>, &TensorInfo)> {
         let (f, info) = self.lookup(name)?;
         if info.shape == [usize::MAX] {
-            return Err(ConvertError::TensorDtype { path: f.path.clone(), tensor: name.into(), dtype: "integer".into() });
+            return Err(ConvertError::TensorDtype {
+                path: f.path.clone(),
+                tensor: name.into(),
+                dtype: "integer".into(),
+            });
         }
         if info.shape != expected {
             return Err(ConvertError::TensorShape {
@@ -353,11 +441,28 @@ impl WeightStore {
 
     /// Tensor `name`, which must have shape `expected`, as a lazily streamed constant of element
     /// type `dtype` (F16 or F32) viewed with shape `view` (same element count).
-    pub fn constant(&self, name: &str, expected: &[usize], view: &[usize], dtype: DType) -> Result<ConstValue> {
+    pub fn constant(
+        &self,
+        name: &str,
+        expected: &[usize],
+        view: &[usize],
+        dtype: DType,
+    ) -> Result<ConstValue> {
         let (f, info) = self.checked(name, expected)?;
-        debug_assert_eq!(expected.iter().product::<usize>(), view.iter().product::<usize>());
-        let src = MappedTensor { file: f.clone(), name: name.to_string(), info: info.clone(), dst: dtype };
-        Ok(ConstValue::from_source(TensorType::new(dtype, view.to_vec()), Arc::new(src))?)
+        debug_assert_eq!(
+            expected.iter().product::<usize>(),
+            view.iter().product::<usize>()
+        );
+        let src = MappedTensor {
+            file: f.clone(),
+            name: name.to_string(),
+            info: info.clone(),
+            dst: dtype,
+        };
+        Ok(ConstValue::from_source(
+            TensorType::new(dtype, view.to_vec()),
+            Arc::new(src),
+        )?)
     }
 
     /// Tensor `name` (shape `expected`) read into memory as f32, for small tensors only.
@@ -365,9 +470,18 @@ impl WeightStore {
         let (f, info) = self.checked(name, expected)?;
         let b = f.bytes(info);
         Ok(match info.dtype {
-            SourceDType::F16 => b.chunks_exact(2).map(|e| f16::from_le_bytes([e[0], e[1]]).to_f32()).collect(),
-            SourceDType::BF16 => b.chunks_exact(2).map(|e| bf16::from_le_bytes([e[0], e[1]]).to_f32()).collect(),
-            SourceDType::F32 => b.chunks_exact(4).map(|e| f32::from_le_bytes([e[0], e[1], e[2], e[3]])).collect(),
+            SourceDType::F16 => b
+                .chunks_exact(2)
+                .map(|e| f16::from_le_bytes([e[0], e[1]]).to_f32())
+                .collect(),
+            SourceDType::BF16 => b
+                .chunks_exact(2)
+                .map(|e| bf16::from_le_bytes([e[0], e[1]]).to_f32())
+                .collect(),
+            SourceDType::F32 => b
+                .chunks_exact(4)
+                .map(|e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+                .collect(),
         })
     }
 }

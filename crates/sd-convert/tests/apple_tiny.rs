@@ -10,17 +10,35 @@ fn fixture() -> PathBuf {
 }
 
 fn out_dir(test: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-packages").join(test)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-packages")
+        .join(test)
 }
 
-fn signature(m: &sd_mil::Model) -> (Vec<(String, sd_mil::ArrayDType, Vec<usize>)>, Vec<(String, sd_mil::ArrayDType, Vec<usize>)>) {
-    let f = |v: &Vec<sd_mil::FeatureDescription>| v.iter().map(|f| (f.name.clone(), f.dtype, f.shape.clone())).collect();
+/// Feature name, element type and shape of each input or output.
+type Features = Vec<(String, sd_mil::ArrayDType, Vec<usize>)>;
+
+fn signature(m: &sd_mil::Model) -> (Features, Features) {
+    let f = |v: &Vec<sd_mil::FeatureDescription>| {
+        v.iter()
+            .map(|f| (f.name.clone(), f.dtype, f.shape.clone()))
+            .collect()
+    };
     (f(&m.description.inputs), f(&m.description.outputs))
 }
 
-fn convert_and_compare(test: &str, component: Component, attention: AttentionImpl, apple_folder: &str) {
+fn convert_and_compare(
+    test: &str,
+    component: Component,
+    attention: AttentionImpl,
+    apple_folder: &str,
+) {
     let p = Pipeline::open(fixture().join("model")).unwrap();
-    let o = ConvertOptions { attention, model_version: "sd-tiny".into(), ..Default::default() };
+    let o = ConvertOptions {
+        attention,
+        model_version: "sd-tiny".into(),
+        ..Default::default()
+    };
     let model = p.build(&component, &o).unwrap();
     let name = component.package_name("sd-tiny");
     let dest = out_dir(test).join(&name);
@@ -33,30 +51,60 @@ fn convert_and_compare(test: &str, component: Component, attention: AttentionImp
 
 #[test]
 fn text_encoder_signature_matches_apple() {
-    convert_and_compare("text_encoder_signature_matches_apple", Component::TextEncoder, AttentionImpl::SplitEinsum, "split_einsum");
+    convert_and_compare(
+        "text_encoder_signature_matches_apple",
+        Component::TextEncoder,
+        AttentionImpl::SplitEinsum,
+        "split_einsum",
+    );
 }
 
 #[test]
 fn vae_decoder_signature_matches_apple() {
-    convert_and_compare("vae_decoder_signature_matches_apple", Component::VaeDecoder, AttentionImpl::SplitEinsum, "split_einsum");
+    convert_and_compare(
+        "vae_decoder_signature_matches_apple",
+        Component::VaeDecoder,
+        AttentionImpl::SplitEinsum,
+        "split_einsum",
+    );
 }
 
 #[test]
 fn vae_encoder_signature_matches_apple() {
-    convert_and_compare("vae_encoder_signature_matches_apple", Component::VaeEncoder, AttentionImpl::SplitEinsum, "split_einsum");
+    convert_and_compare(
+        "vae_encoder_signature_matches_apple",
+        Component::VaeEncoder,
+        AttentionImpl::SplitEinsum,
+        "split_einsum",
+    );
 }
 
 #[test]
 fn unet_split_einsum_signature_matches_apple() {
-    convert_and_compare("unet_split_einsum_signature_matches_apple", Component::Unet, AttentionImpl::SplitEinsum, "split_einsum");
+    convert_and_compare(
+        "unet_split_einsum_signature_matches_apple",
+        Component::Unet,
+        AttentionImpl::SplitEinsum,
+        "split_einsum",
+    );
 }
 
 #[test]
 fn unet_original_signature_matches_apple() {
-    convert_and_compare("unet_original_signature_matches_apple", Component::Unet, AttentionImpl::Original, "original");
+    convert_and_compare(
+        "unet_original_signature_matches_apple",
+        Component::Unet,
+        AttentionImpl::Original,
+        "original",
+    );
 }
 
 #[test]
 fn unet_split_einsum_v2_signature_matches_apple() {
-    convert_and_compare("unet_split_einsum_v2_signature_matches_apple", Component::Unet, AttentionImpl::SplitEinsumV2, "split_einsum_v2");
+    convert_and_compare(
+        "unet_split_einsum_v2_signature_matches_apple",
+        Component::Unet,
+        AttentionImpl::SplitEinsumV2,
+        "split_einsum_v2",
+    );
 }

@@ -9,11 +9,17 @@ fn tiny() -> PathBuf {
 
 /// A scratch copy of apple-tiny's `vae/` and `unet/config.json` in `target/test-scratch/<name>`.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-scratch/sd-convert").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-scratch/sd-convert")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     for part in ["vae", "unet"] {
         std::fs::create_dir_all(dir.join(part)).unwrap();
-        std::fs::copy(tiny().join(part).join("config.json"), dir.join(part).join("config.json")).unwrap();
+        std::fs::copy(
+            tiny().join(part).join("config.json"),
+            dir.join(part).join("config.json"),
+        )
+        .unwrap();
     }
     std::fs::copy(
         tiny().join("vae/diffusion_pytorch_model.fp16.safetensors"),
@@ -24,13 +30,16 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     f(v.as_object_mut().unwrap());
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
 fn decode(dir: &Path) -> Result<sd_mil::Model, ConvertError> {
-    Pipeline::open(dir).unwrap().build(&Component::VaeDecoder, &ConvertOptions::default())
+    Pipeline::open(dir)
+        .unwrap()
+        .build(&Component::VaeDecoder, &ConvertOptions::default())
 }
 
 #[test]
@@ -40,7 +49,10 @@ fn missing_config_key_is_named() {
         m.remove("latent_channels");
     });
     let e = decode(&dir).unwrap_err().to_string();
-    assert!(e.contains("latent_channels") && e.contains("vae/config.json"), "{e}");
+    assert!(
+        e.contains("latent_channels") && e.contains("vae/config.json"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -49,9 +61,19 @@ fn unsupported_option_is_named() {
     edit_json(&dir.join("unet/config.json"), |m| {
         m.insert("resnet_time_scale_shift".into(), "scale_shift".into());
     });
-    let e = Pipeline::open(&dir).unwrap().unet_config().unwrap().check(&dir.join("unet/config.json"), false).unwrap_err();
+    let e = Pipeline::open(&dir)
+        .unwrap()
+        .unet_config()
+        .unwrap()
+        .check(&dir.join("unet/config.json"), false)
+        .unwrap_err();
     let s = e.to_string();
-    assert!(matches!(e, ConvertError::Unsupported { .. }) && s.contains("resnet_time_scale_shift") && s.contains("unet/config.json"), "{s}");
+    assert!(
+        matches!(e, ConvertError::Unsupported { .. })
+            && s.contains("resnet_time_scale_shift")
+            && s.contains("unet/config.json"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -66,14 +88,21 @@ fn wrong_tensor_shape_is_named() {
         if name == "decoder.conv_in.weight" {
             shape = vec![shape.iter().product()];
         }
-        tensors.push((name, safetensors::tensor::TensorView::new(view.dtype(), shape, view.data()).unwrap()));
+        tensors.push((
+            name,
+            safetensors::tensor::TensorView::new(view.dtype(), shape, view.data()).unwrap(),
+        ));
     }
     let out = safetensors::serialize(tensors, None).unwrap();
     std::fs::write(&file, out).unwrap();
     let e = decode(&dir).unwrap_err();
     let s = e.to_string();
     assert!(matches!(e, ConvertError::TensorShape { .. }), "{s}");
-    assert!(s.contains("decoder.conv_in.weight") && s.contains("diffusion_pytorch_model.fp16.safetensors"), "{s}");
+    assert!(
+        s.contains("decoder.conv_in.weight")
+            && s.contains("diffusion_pytorch_model.fp16.safetensors"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -81,11 +110,19 @@ fn truncated_file_is_named() {
     let dir = scratch("truncated");
     let file = dir.join("vae/diffusion_pytorch_model.fp16.safetensors");
     let len = std::fs::metadata(&file).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let e = decode(&dir).unwrap_err();
     let s = e.to_string();
     assert!(matches!(e, ConvertError::Truncated { .. }), "{s}");
-    assert!(s.contains("diffusion_pytorch_model.fp16.safetensors") && s.contains("tensor `"), "{s}");
+    assert!(
+        s.contains("diffusion_pytorch_model.fp16.safetensors") && s.contains("tensor `"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -93,5 +130,8 @@ fn missing_weights_are_reported() {
     let dir = scratch("no_weights");
     std::fs::remove_file(dir.join("vae/diffusion_pytorch_model.fp16.safetensors")).unwrap();
     let e = decode(&dir).unwrap_err().to_string();
-    assert!(e.contains("no safetensors weights") && e.contains("vae"), "{e}");
+    assert!(
+        e.contains("no safetensors weights") && e.contains("vae"),
+        "{e}"
+    );
 }

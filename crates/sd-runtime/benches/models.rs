@@ -12,15 +12,23 @@ use std::time::{Duration, Instant};
 fn fixtures() -> PathBuf {
     std::env::var_os("SD_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apple-tiny"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apple-tiny")
+        })
 }
 
 fn load(component: &str) -> (Model, HashMap<String, Tensor>) {
     let root = fixtures();
-    let pkg = root.join(format!("packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"));
+    let pkg = root.join(format!(
+        "packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
+    ));
     let model = Model::load_cpu(pkg, Precision::Program).expect("package loads");
-    let refs = Tensor::read_safetensors(root.join(format!("reference/{component}.io.safetensors"))).expect("reference");
-    let inputs = refs.into_iter().filter_map(|(n, t)| n.strip_prefix("in.").map(|n| (n.to_string(), t))).collect();
+    let refs = Tensor::read_safetensors(root.join(format!("reference/{component}.io.safetensors")))
+        .expect("reference");
+    let inputs = refs
+        .into_iter()
+        .filter_map(|(n, t)| n.strip_prefix("in.").map(|n| (n.to_string(), t)))
+        .collect();
     (model, inputs)
 }
 
@@ -51,7 +59,8 @@ fn median_ms(model: &Model, inputs: &HashMap<String, Tensor>, runs: usize) -> f6
 }
 
 fn peer_comparison() {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/reference-venv/bin/python");
+    let venv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/reference-venv/bin/python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch_peer.py");
     let ours: Vec<(&str, f64)> = COMPONENTS
         .iter()
@@ -61,7 +70,12 @@ fn peer_comparison() {
         })
         .collect();
     let peer = if venv.exists() {
-        std::process::Command::new(&venv).arg(&script).arg(fixtures()).arg("10").output().ok()
+        std::process::Command::new(&venv)
+            .arg(&script)
+            .arg(fixtures())
+            .arg("10")
+            .output()
+            .ok()
     } else {
         None
     };

@@ -3,13 +3,20 @@
 use crate::backend::{Cpu, RtBackend};
 use crate::error::{Result, RuntimeError};
 use crate::kernels::util::{from_vec, to_vec};
-use crate::kernels::{self, ConstEntry, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr};
+use crate::kernels::{
+    self, ConstEntry, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr,
+};
 use crate::tensor::{HostDType, Tensor, TensorData};
 use sd_mil::catalogue::{self, OpSpec, ParamKind};
-use sd_mil::{Binding, ConstValue, DType, FeatureDescription, Function, ModelDescription, TensorType};
+use sd_mil::{
+    Binding, ConstValue, DType, FeatureDescription, Function, ModelDescription, TensorType,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// A constant's f32 elements, produced on demand.
+type RawConst = Arc<dyn Fn() -> Option<Vec<f32>> + Send + Sync>;
 
 /// Compute precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,14 +42,22 @@ pub struct LoadOptions<B: RtBackend = Cpu> {
 
 impl Default for LoadOptions<Cpu> {
     fn default() -> Self {
-        LoadOptions { compute: Precision::Program, device: Default::default(), fuse: true }
+        LoadOptions {
+            compute: Precision::Program,
+            device: Default::default(),
+            fuse: true,
+        }
     }
 }
 
 impl<B: RtBackend> LoadOptions<B> {
     /// Options with the given precision on a device, passes on.
     pub fn new(compute: Precision, device: B::Device) -> Self {
-        LoadOptions { compute, device, fuse: true }
+        LoadOptions {
+            compute,
+            device,
+            fuse: true,
+        }
     }
 }
 
@@ -88,7 +103,14 @@ fn host_entry<B: RtBackend>(name: &str, v: &ConstValue) -> ConstEntry<B> {
     } else {
         (None, None)
     };
-    ConstEntry { name: name.to_string(), ty: v.ty.clone(), ints, floats, string, tensor: None }
+    ConstEntry {
+        name: name.to_string(),
+        ty: v.ty.clone(),
+        ints,
+        floats,
+        string,
+        tensor: None,
+    }
 }
 
 enum Src {
@@ -99,7 +121,13 @@ enum Src {
 impl Model<Cpu> {
     /// Loads a package on the CPU with default options (program precision, passes on).
     pub fn load_cpu(path: impl AsRef<Path>, compute: Precision) -> Result<Self> {
-        Model::load(path, LoadOptions { compute, ..Default::default() })
+        Model::load(
+            path,
+            LoadOptions {
+                compute,
+                ..Default::default()
+            },
+        )
     }
 }
 
@@ -110,10 +138,17 @@ impl<B: RtBackend> Model<B> {
     }
 
     /// Reads a package and plans it with the given kernel registry.
-    pub fn load_with(path: impl AsRef<Path>, options: LoadOptions<B>, registry: &Registry<B>) -> Result<Self> {
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        options: LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self> {
         let path = path.as_ref();
-        let model = sd_mil::package::read_package(path)
-            .map_err(|source| RuntimeError::Package { path: path.to_path_buf(), source })?;
+        let model =
+            sd_mil::package::read_package(path).map_err(|source| RuntimeError::Package {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
         if options.fuse {
             crate::passes::run_all(&mut main);
@@ -122,21 +157,32 @@ impl<B: RtBackend> Model<B> {
     }
 
     /// Plans a function: slots, constants, constexpr decompression, kernels, last uses.
-    pub fn plan(f: &Function, description: ModelDescription, options: LoadOptions<B>, registry: &Registry<B>) -> Result<Self> {
+    pub fn plan(
+        f: &Function,
+        description: ModelDescription,
+        options: LoadOptions<B>,
+        registry: &Registry<B>,
+    ) -> Result<Self> {
         let device = options.device.clone();
         let mut names: HashMap<String, Src> = HashMap::new();
         let mut consts: Vec<ConstEntry<B>> = Vec::new();
-        let mut raw: Vec<Option<Arc<dyn Fn() -> Option<Vec<f32>> + Send + Sync>>> = Vec::new();
+        let mut raw: Vec<Option<RawConst>> = Vec::new();
         let mut const_values: HashMap<String, ConstValue> = HashMap::new();
         let mut slots = 0usize;
         let mut inputs = Vec::new();
         for v in &f.inputs {
-            let feat = description.inputs.iter().find(|d| d.name == v.name).cloned().unwrap_or_else(|| FeatureDescription {
-                name: v.name.clone(),
-                short_description: String::new(),
-                dtype: sd_mil::ArrayDType::from_dtype(v.ty.dtype).unwrap_or(sd_mil::ArrayDType::F32),
-                shape: v.ty.shape.clone(),
-            });
+            let feat = description
+                .inputs
+                .iter()
+                .find(|d| d.name == v.name)
+                .cloned()
+                .unwrap_or_else(|| FeatureDescription {
+                    name: v.name.clone(),
+                    short_description: String::new(),
+                    dtype: sd_mil::ArrayDType::from_dtype(v.ty.dtype)
+                        .unwrap_or(sd_mil::ArrayDType::F32),
+                    shape: v.ty.shape.clone(),
+                });
             names.insert(v.name.clone(), Src::Slot(slots));
             inputs.push((feat, slots));
             slots += 1;
@@ -157,7 +203,10 @@ impl<B: RtBackend> Model<B> {
             if is_constexpr(&op.op_type) {
                 let by_name = |n: &str| const_values.get(n).cloned();
                 let get = |p: &str| kernels::constexpr::bound_const(op, p, &by_name);
-                let (vals, ty) = decompress(op, &get).map_err(|reason| RuntimeError::Const { name: op.name.clone(), reason })?;
+                let (vals, ty) = decompress(op, &get).map_err(|reason| RuntimeError::Const {
+                    name: op.name.clone(),
+                    reason,
+                })?;
                 let out = &op.outputs[0].name;
                 let small = vals.len() <= SMALL;
                 let mut e = ConstEntry {
@@ -176,11 +225,16 @@ impl<B: RtBackend> Model<B> {
             }
             let kernel = registry
                 .get(&op.op_type)
-                .ok_or_else(|| RuntimeError::UnknownOp { op: op.name.clone(), op_type: op.op_type.clone() })?;
+                .ok_or_else(|| RuntimeError::UnknownOp {
+                    op: op.name.clone(),
+                    op_type: op.op_type.clone(),
+                })?;
             let spec = catalogue::lookup(&op.op_type, f.opset);
             let mut args = Vec::new();
             for (param, bindings) in &op.inputs {
-                let as_tensor = spec.and_then(|s| s.param(param)).is_none_or(|p| p.kind != ParamKind::Const);
+                let as_tensor = spec
+                    .and_then(|s| s.param(param))
+                    .is_none_or(|p| p.kind != ParamKind::Const);
                 let mut list = Vec::new();
                 for b in bindings {
                     let idx = match b {
@@ -190,7 +244,12 @@ impl<B: RtBackend> Model<B> {
                                 continue;
                             }
                             Some(Src::Const(c)) => *c,
-                            None => return Err(RuntimeError::Undefined { op: op.name.clone(), name: n.clone() }),
+                            None => {
+                                return Err(RuntimeError::Undefined {
+                                    op: op.name.clone(),
+                                    name: n.clone(),
+                                });
+                            }
                         },
                         Binding::Value(v) => {
                             consts.push(host_entry(&format!("{}.{param}", op.name), v));
@@ -201,9 +260,14 @@ impl<B: RtBackend> Model<B> {
                     };
                     if as_tensor && consts[idx].tensor.is_none() && consts[idx].string.is_none() {
                         let e = &consts[idx];
-                        let vals = raw[idx].as_ref().and_then(|r| r()).ok_or_else(|| RuntimeError::Const {
-                            name: e.name.clone(),
-                            reason: format!("cannot read its {} data (missing or truncated blob?)", e.ty),
+                        let vals = raw[idx].as_ref().and_then(|r| r()).ok_or_else(|| {
+                            RuntimeError::Const {
+                                name: e.name.clone(),
+                                reason: format!(
+                                    "cannot read its {} data (missing or truncated blob?)",
+                                    e.ty
+                                ),
+                            }
                         })?;
                         let t = from_vec::<B>(vals, &e.ty.shape, &device);
                         let dt = e.ty.dtype;
@@ -237,9 +301,11 @@ impl<B: RtBackend> Model<B> {
                 Some(Src::Const(c)) => {
                     let c = *c;
                     if consts[c].tensor.is_none() {
-                        let vals = raw[c].as_ref().and_then(|r| r()).ok_or_else(|| RuntimeError::Const {
-                            name: name.clone(),
-                            reason: "unreadable output constant".into(),
+                        let vals = raw[c].as_ref().and_then(|r| r()).ok_or_else(|| {
+                            RuntimeError::Const {
+                                name: name.clone(),
+                                reason: "unreadable output constant".into(),
+                            }
                         })?;
                         let sh = consts[c].ty.shape.clone();
                         let dt = consts[c].ty.dtype;
@@ -247,15 +313,29 @@ impl<B: RtBackend> Model<B> {
                     }
                     Arg::Const(c)
                 }
-                None => return Err(RuntimeError::Undefined { op: "<outputs>".into(), name: name.clone() }),
+                None => {
+                    return Err(RuntimeError::Undefined {
+                        op: "<outputs>".into(),
+                        name: name.clone(),
+                    });
+                }
             };
-            let ty = f.value_type(name).cloned().unwrap_or_else(|| TensorType::new(DType::F32, Vec::<usize>::new()));
-            let feat = description.outputs.iter().find(|d| d.name == *name).cloned().unwrap_or_else(|| FeatureDescription {
-                name: name.clone(),
-                short_description: String::new(),
-                dtype: sd_mil::ArrayDType::from_dtype(ty.dtype).unwrap_or(sd_mil::ArrayDType::F32),
-                shape: ty.shape.clone(),
-            });
+            let ty = f
+                .value_type(name)
+                .cloned()
+                .unwrap_or_else(|| TensorType::new(DType::F32, Vec::<usize>::new()));
+            let feat = description
+                .outputs
+                .iter()
+                .find(|d| d.name == *name)
+                .cloned()
+                .unwrap_or_else(|| FeatureDescription {
+                    name: name.clone(),
+                    short_description: String::new(),
+                    dtype: sd_mil::ArrayDType::from_dtype(ty.dtype)
+                        .unwrap_or(sd_mil::ArrayDType::F32),
+                    shape: ty.shape.clone(),
+                });
             outputs.push((feat, src));
         }
         // Last uses: a slot is freed after its last reader, unless it is a model output.
@@ -280,7 +360,17 @@ impl<B: RtBackend> Model<B> {
             }
         }
         drop(raw);
-        Ok(Model { description, inputs, outputs, consts, steps, slots, precision: options.compute, device, op_counts })
+        Ok(Model {
+            description,
+            inputs,
+            outputs,
+            consts,
+            steps,
+            slots,
+            precision: options.compute,
+            device,
+            op_counts,
+        })
     }
 
     /// The model's signature and metadata.
@@ -305,7 +395,11 @@ impl<B: RtBackend> Model<B> {
 
     fn check_input(&self, feat: &FeatureDescription, t: &Tensor) -> Result<()> {
         if t.shape != feat.shape {
-            return Err(RuntimeError::InputShape { name: feat.name.clone(), got: t.shape.clone(), expected: feat.shape.clone() });
+            return Err(RuntimeError::InputShape {
+                name: feat.name.clone(),
+                got: t.shape.clone(),
+                expected: feat.shape.clone(),
+            });
         }
         let want = feat.dtype.dtype();
         let ok = match t.dtype() {
@@ -313,10 +407,17 @@ impl<B: RtBackend> Model<B> {
             HostDType::I32 => want == DType::I32,
         };
         if !ok {
-            return Err(RuntimeError::InputDType { name: feat.name.clone(), got: t.dtype().to_string(), expected: want.to_string() });
+            return Err(RuntimeError::InputDType {
+                name: feat.name.clone(),
+                got: t.dtype().to_string(),
+                expected: want.to_string(),
+            });
         }
         if t.len() != t.shape.iter().product::<usize>() {
-            return Err(RuntimeError::Tensor { name: feat.name.clone(), reason: format!("{} elements for shape {:?}", t.len(), t.shape) });
+            return Err(RuntimeError::Tensor {
+                name: feat.name.clone(),
+                reason: format!("{} elements for shape {:?}", t.len(), t.shape),
+            });
         }
         Ok(())
     }
@@ -327,18 +428,31 @@ impl<B: RtBackend> Model<B> {
     pub fn predict(&self, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
         for name in inputs.keys() {
             if !self.inputs.iter().any(|(f, _)| &f.name == name) {
-                let expected = self.inputs.iter().map(|(f, _)| f.name.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(RuntimeError::UnknownInput { name: name.clone(), expected });
+                let expected = self
+                    .inputs
+                    .iter()
+                    .map(|(f, _)| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(RuntimeError::UnknownInput {
+                    name: name.clone(),
+                    expected,
+                });
             }
         }
         let mut slots: Vec<Option<Val<B>>> = vec![None; self.slots];
         for (feat, slot) in &self.inputs {
-            let t = inputs.get(&feat.name).ok_or_else(|| RuntimeError::MissingInput { name: feat.name.clone() })?;
+            let t = inputs
+                .get(&feat.name)
+                .ok_or_else(|| RuntimeError::MissingInput {
+                    name: feat.name.clone(),
+                })?;
             self.check_input(feat, t)?;
             let dt = feat.dtype.dtype();
             let mut v = t.to_f32_vec();
             if dt == DType::F16 && self.precision == Precision::Program {
-                v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+                v.iter_mut()
+                    .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
             }
             slots[*slot] = Some(Val::new(from_vec::<B>(v, &t.shape, &self.device), dt));
         }
@@ -351,7 +465,11 @@ impl<B: RtBackend> Model<B> {
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "kernel panicked".into());
-                return Err(RuntimeError::Kernel { op: "<unknown>".into(), op_type: "<unknown>".into(), reason });
+                return Err(RuntimeError::Kernel {
+                    op: "<unknown>".into(),
+                    op_type: "<unknown>".into(),
+                    reason,
+                });
             }
         }
         let mut out = HashMap::new();
@@ -360,11 +478,22 @@ impl<B: RtBackend> Model<B> {
                 Arg::Slot(s) => slots[*s].clone(),
                 Arg::Const(c) => self.consts[*c].tensor.clone(),
             }
-            .ok_or_else(|| RuntimeError::Undefined { op: "<outputs>".into(), name: feat.name.clone() })?;
-            let shape = if feat.shape.iter().product::<usize>() == v.shape().iter().product::<usize>() { feat.shape.clone() } else { v.shape() };
+            .ok_or_else(|| RuntimeError::Undefined {
+                op: "<outputs>".into(),
+                name: feat.name.clone(),
+            })?;
+            let shape =
+                if feat.shape.iter().product::<usize>() == v.shape().iter().product::<usize>() {
+                    feat.shape.clone()
+                } else {
+                    v.shape()
+                };
             let data = to_vec::<B>(v.t);
             let t = match feat.dtype.dtype() {
-                DType::F16 => Tensor { shape, data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()) },
+                DType::F16 => Tensor {
+                    shape,
+                    data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()),
+                },
                 DType::I32 => Tensor::i32(shape, data.iter().map(|x| *x as i32).collect()),
                 _ => Tensor::f32(shape, data),
             };
@@ -402,24 +531,47 @@ impl<B: RtBackend> Model<B> {
                                 }
                                 None => slots[*s].clone(),
                             };
-                            let v = v.ok_or_else(|| RuntimeError::Undefined { op: step.name.clone(), name: format!("slot {s}") })?;
+                            let v = v.ok_or_else(|| RuntimeError::Undefined {
+                                op: step.name.clone(),
+                                name: format!("slot {s}"),
+                            })?;
                             In::Val(Some(v))
                         }
                     });
                 }
                 args.push((param.as_str(), ins));
             }
-            let mut ctx = Ctx { name: &step.name, op_type: &step.op_type, spec: step.spec, device: &self.device, out_types: &step.out_types, args };
+            let mut ctx = Ctx {
+                name: &step.name,
+                op_type: &step.op_type,
+                spec: step.spec,
+                device: &self.device,
+                out_types: &step.out_types,
+                args,
+            };
             let outs = (step.kernel)(&mut ctx).map_err(|e| match e.param {
-                Some(param) => RuntimeError::BadParam { op: step.name.clone(), op_type: step.op_type.clone(), param, reason: e.reason },
-                None => RuntimeError::Kernel { op: step.name.clone(), op_type: step.op_type.clone(), reason: e.reason },
+                Some(param) => RuntimeError::BadParam {
+                    op: step.name.clone(),
+                    op_type: step.op_type.clone(),
+                    param,
+                    reason: e.reason,
+                },
+                None => RuntimeError::Kernel {
+                    op: step.name.clone(),
+                    op_type: step.op_type.clone(),
+                    reason: e.reason,
+                },
             })?;
             drop(ctx);
             if outs.len() != step.outputs.len() {
                 return Err(RuntimeError::Kernel {
                     op: step.name.clone(),
                     op_type: step.op_type.clone(),
-                    reason: format!("kernel returned {} outputs, the op declares {}", outs.len(), step.outputs.len()),
+                    reason: format!(
+                        "kernel returned {} outputs, the op declares {}",
+                        outs.len(),
+                        step.outputs.len()
+                    ),
                 });
             }
             for ((mut v, slot), ty) in outs.into_iter().zip(&step.outputs).zip(&step.out_types) {

@@ -52,22 +52,36 @@ impl Tensor {
     /// An fp32 tensor; panics when the length does not match the shape.
     pub fn f32(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Self {
         let shape = shape.into();
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape {shape:?} vs {} elements", data.len());
-        Tensor { shape, data: TensorData::F32(data) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} vs {} elements",
+            data.len()
+        );
+        Tensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 
     /// An fp16 tensor from f32 values (rounded to nearest even).
     pub fn f16_from_f32(shape: impl Into<Vec<usize>>, data: &[f32]) -> Self {
         let shape = shape.into();
         assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: TensorData::F16(data.iter().map(|v| f16::from_f32(*v)).collect()) }
+        Tensor {
+            shape,
+            data: TensorData::F16(data.iter().map(|v| f16::from_f32(*v)).collect()),
+        }
     }
 
     /// An int32 tensor.
     pub fn i32(shape: impl Into<Vec<usize>>, data: Vec<i32>) -> Self {
         let shape = shape.into();
         assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: TensorData::I32(data) }
+        Tensor {
+            shape,
+            data: TensorData::I32(data),
+        }
     }
 
     /// Element type.
@@ -106,7 +120,10 @@ impl Tensor {
     /// BF16 and F64 become F32, I64 becomes I32), in file order.
     pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
         let path = path.as_ref();
-        let err = |reason: String| RuntimeError::Safetensors { path: path.to_path_buf(), reason };
+        let err = |reason: String| RuntimeError::Safetensors {
+            path: path.to_path_buf(),
+            reason,
+        };
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
         let mut names: Vec<(usize, String)> = Vec::new();
@@ -121,13 +138,49 @@ impl Tensor {
             let shape = v.shape().to_vec();
             let d = v.data();
             let t = match v.dtype() {
-                Dtype::F32 => Tensor::f32(shape, d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-                Dtype::F16 => Tensor { shape, data: TensorData::F16(d.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()) },
-                Dtype::BF16 => Tensor::f32(shape, d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-                Dtype::F64 => Tensor::f32(shape, d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
-                Dtype::I32 => Tensor::i32(shape, d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
-                Dtype::I64 => Tensor::i32(shape, d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i32).collect()),
-                other => return Err(err(format!("tensor `{name}` has unsupported dtype {other:?}"))),
+                Dtype::F32 => Tensor::f32(
+                    shape,
+                    d.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                Dtype::F16 => Tensor {
+                    shape,
+                    data: TensorData::F16(
+                        d.chunks_exact(2)
+                            .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                            .collect(),
+                    ),
+                },
+                Dtype::BF16 => Tensor::f32(
+                    shape,
+                    d.chunks_exact(2)
+                        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect(),
+                ),
+                Dtype::F64 => Tensor::f32(
+                    shape,
+                    d.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect(),
+                ),
+                Dtype::I32 => Tensor::i32(
+                    shape,
+                    d.chunks_exact(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                Dtype::I64 => Tensor::i32(
+                    shape,
+                    d.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i32)
+                        .collect(),
+                ),
+                other => {
+                    return Err(err(format!(
+                        "tensor `{name}` has unsupported dtype {other:?}"
+                    )));
+                }
             };
             out.push((name, t));
         }
@@ -135,11 +188,16 @@ impl Tensor {
     }
 
     /// Writes named tensors to a safetensors file.
-    pub fn write_safetensors<'a>(path: impl AsRef<Path>, tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>) -> Result<()> {
+    pub fn write_safetensors<'a>(
+        path: impl AsRef<Path>,
+        tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    ) -> Result<()> {
         let path = path.as_ref();
         let views: Vec<(&str, &Tensor)> = tensors.into_iter().collect();
-        safetensors::serialize_to_file(views, None, path)
-            .map_err(|e| RuntimeError::Safetensors { path: path.to_path_buf(), reason: e.to_string() })
+        safetensors::serialize_to_file(views, None, path).map_err(|e| RuntimeError::Safetensors {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -162,7 +220,12 @@ impl View for &Tensor {
         })
     }
     fn data_len(&self) -> usize {
-        self.len() * if matches!(self.data, TensorData::F16(_)) { 2 } else { 4 }
+        self.len()
+            * if matches!(self.data, TensorData::F16(_)) {
+                2
+            } else {
+                4
+            }
     }
 }
 

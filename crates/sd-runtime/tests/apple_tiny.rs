@@ -53,7 +53,15 @@ fn chunked_unet_equals_whole() {
         merged.extend(mid);
         let got = c2.predict(&model_inputs(&c2, &merged)).unwrap();
         let rows = report("split_einsum_chunk/unet_chunk1+2", precision, &got, &outs);
-        assert_floor(&rows, if precision == Precision::Fp32 { 60.0 } else { 35.0 }, "chunked vs reference");
+        assert_floor(
+            &rows,
+            if precision == Precision::Fp32 {
+                60.0
+            } else {
+                35.0
+            },
+            "chunked vs reference",
+        );
         // Against the whole (unchunked) split-einsum model in the same precision.
         let whole = Model::load_cpu(package("split_einsum", "unet"), precision).unwrap();
         let w = whole.predict(&model_inputs(&whole, &ins)).unwrap();

@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vae_encoder" => Component::VaeEncoder,
         other => return Err(format!("unknown component {other}").into()),
     };
-    let mut o = ConvertOptions { model_version: "bench".into(), ..Default::default() };
+    let mut o = ConvertOptions {
+        model_version: "bench".into(),
+        ..Default::default()
+    };
     if let Some(a) = args.get(4) {
         o.attention = a.parse()?;
     }

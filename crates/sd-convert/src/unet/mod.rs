@@ -40,7 +40,11 @@ struct Ctx<'c> {
 
 fn check_size(cfg: &UNetConfig, o: &UNetOptions) -> Result<()> {
     let f = 1usize << (cfg.block_out_channels.len() - 1);
-    if o.latent_h == 0 || o.latent_w == 0 || o.latent_h % f != 0 || o.latent_w % f != 0 {
+    if o.latent_h == 0
+        || o.latent_w == 0
+        || !o.latent_h.is_multiple_of(f)
+        || !o.latent_w.is_multiple_of(f)
+    {
         return Err(ConvertError::Invalid(format!(
             "latent size {}×{} must be a positive multiple of {f} for {} UNet levels",
             o.latent_h,
@@ -57,18 +61,37 @@ fn time_embedding(net: &mut Net<'_>, cfg: &UNetConfig, timestep: &Var) -> Result
     let dim = cfg.block_out_channels[0];
     let half = dim / 2;
     let b = timestep.ty.shape[0];
-    let t = if timestep.ty.dtype == DType::F32 { timestep.clone() } else { net.cast(timestep, "fp32", None)? };
-    let t = net.fb.op("expand_dims").input("x", &t).param("axes", [1]).build_one()?;
+    let t = if timestep.ty.dtype == DType::F32 {
+        timestep.clone()
+    } else {
+        net.cast(timestep, "fp32", None)?
+    };
+    let t = net
+        .fb
+        .op("expand_dims")
+        .input("x", &t)
+        .param("axes", [1])
+        .build_one()?;
     let freqs: Vec<f32> = (0..half)
         .map(|i| (-(10000f64.ln()) * i as f64 / (half as f64 - cfg.freq_shift)).exp() as f32)
         .collect();
     let fname = net.fb.unique_name("time_proj_freqs");
-    let freqs = net.fb.constant(&fname, ConstValue::f32(vec![1, half], &freqs)?)?;
+    let freqs = net
+        .fb
+        .constant(&fname, ConstValue::f32(vec![1, half], &freqs)?)?;
     let arg = net.binary("mul", &t, &freqs)?;
     let sin = net.unary("sin", &arg)?;
     let cos = net.unary("cos", &arg)?;
-    let emb = if cfg.flip_sin_to_cos { net.concat(&[&cos, &sin], -1)? } else { net.concat(&[&sin, &cos], -1)? };
-    let emb = if net.dtype() == DType::F32 { emb } else { net.cast(&emb, "fp16", None)? };
+    let emb = if cfg.flip_sin_to_cos {
+        net.concat(&[&cos, &sin], -1)?
+    } else {
+        net.concat(&[&sin, &cos], -1)?
+    };
+    let emb = if net.dtype() == DType::F32 {
+        emb
+    } else {
+        net.cast(&emb, "fp16", None)?
+    };
     let emb = net.reshape(&emb, &[b, 2 * half, 1, 1])?;
     let tdim = dim * 4;
     let e = net.linear_conv(&emb, "time_embedding.linear_1", tdim, true)?;
@@ -87,7 +110,15 @@ fn down_path(net: &mut Net<'_>, c: &Ctx<'_>, h0: Var) -> Result<(Var, Vec<Var>)>
         let p = format!("down_blocks.{i}");
         let cout = cfg.block_out_channels[i];
         for j in 0..cfg.layers_per_block {
-            h = resnet(net, &format!("{p}.resnets.{j}"), &h, cout, Some(&c.temb_act), cfg.norm_num_groups, cfg.norm_eps)?;
+            h = resnet(
+                net,
+                &format!("{p}.resnets.{j}"),
+                &h,
+                cout,
+                Some(&c.temb_act),
+                cfg.norm_num_groups,
+                cfg.norm_eps,
+            )?;
             if ty == "CrossAttnDownBlock2D" {
                 h = transformer_2d(
                     net,
@@ -102,7 +133,12 @@ fn down_path(net: &mut Net<'_>, c: &Ctx<'_>, h0: Var) -> Result<(Var, Vec<Var>)>
             states.push(h.clone());
         }
         if i + 1 < n {
-            h = downsample(net, &format!("{p}.downsamplers.0"), &h, cfg.downsample_padding)?;
+            h = downsample(
+                net,
+                &format!("{p}.downsamplers.0"),
+                &h,
+                cfg.downsample_padding,
+            )?;
             states.push(h.clone());
         }
     }
@@ -117,8 +153,24 @@ fn mid_block(net: &mut Net<'_>, c: &Ctx<'_>, h: &Var) -> Result<Var> {
     let h = resnet(net, "mid_block.resnets.0", h, cout, Some(&c.temb_act), g, e)?;
     let heads = *c.layout.heads.last().expect("non-empty");
     let layers = *c.layout.transformer_layers.last().expect("non-empty");
-    let h = transformer_2d(net, "mid_block.attentions.0", &h, &c.ctx, heads, layers, c.ts)?;
-    resnet(net, "mid_block.resnets.1", &h, cout, Some(&c.temb_act), g, e)
+    let h = transformer_2d(
+        net,
+        "mid_block.attentions.0",
+        &h,
+        &c.ctx,
+        heads,
+        layers,
+        c.ts,
+    )?;
+    resnet(
+        net,
+        "mid_block.resnets.1",
+        &h,
+        cout,
+        Some(&c.temb_act),
+        g,
+        e,
+    )
 }
 
 /// Up blocks, each resnet taking the next residual state concatenated on channels.
@@ -130,9 +182,19 @@ fn up_path(net: &mut Net<'_>, c: &Ctx<'_>, mut h: Var, mut states: Vec<Var>) -> 
         let lvl = n - 1 - i;
         let cout = cfg.block_out_channels[lvl];
         for j in 0..=cfg.layers_per_block {
-            let skip = states.pop().ok_or_else(|| ConvertError::Invalid("UNet ran out of residual states".into()))?;
+            let skip = states
+                .pop()
+                .ok_or_else(|| ConvertError::Invalid("UNet ran out of residual states".into()))?;
             h = net.concat(&[&h, &skip], 1)?;
-            h = resnet(net, &format!("{p}.resnets.{j}"), &h, cout, Some(&c.temb_act), cfg.norm_num_groups, cfg.norm_eps)?;
+            h = resnet(
+                net,
+                &format!("{p}.resnets.{j}"),
+                &h,
+                cout,
+                Some(&c.temb_act),
+                cfg.norm_num_groups,
+                cfg.norm_eps,
+            )?;
             if ty == "CrossAttnUpBlock2D" {
                 h = transformer_2d(
                     net,
@@ -152,11 +214,24 @@ fn up_path(net: &mut Net<'_>, c: &Ctx<'_>, mut h: Var, mut states: Vec<Var>) -> 
     Ok(h)
 }
 
-fn common_inputs(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout, o: &UNetOptions) -> Result<(Var, Var, Var)> {
+fn common_inputs(
+    net: &mut Net<'_>,
+    cfg: &UNetConfig,
+    layout: &UNetLayout,
+    o: &UNetOptions,
+) -> Result<(Var, Var, Var)> {
     let dt = net.dtype();
-    let sample = net.input("sample", dt, &[o.batch, cfg.in_channels, o.latent_h, o.latent_w])?;
+    let sample = net.input(
+        "sample",
+        dt,
+        &[o.batch, cfg.in_channels, o.latent_h, o.latent_w],
+    )?;
     let timestep = net.input("timestep", dt, &[o.batch])?;
-    let ehs = net.input("encoder_hidden_states", dt, &[o.batch, layout.cross_attention_dim, 1, o.seq_len])?;
+    let ehs = net.input(
+        "encoder_hidden_states",
+        dt,
+        &[o.batch, layout.cross_attention_dim, 1, o.seq_len],
+    )?;
     Ok((sample, timestep, ehs))
 }
 
@@ -183,7 +258,12 @@ pub fn residual_shapes(cfg: &UNetConfig, o: &UNetOptions) -> Vec<Vec<usize>> {
 
 /// Builds the UNet: inputs `sample`, `timestep`, `encoder_hidden_states` (B, D, 1, S) and,
 /// for a control-unet, `additional_residual_0..N`; output `noise_pred` (fp32).
-pub fn build_unet(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout, o: &UNetOptions) -> Result<Vec<Var>> {
+pub fn build_unet(
+    net: &mut Net<'_>,
+    cfg: &UNetConfig,
+    layout: &UNetLayout,
+    o: &UNetOptions,
+) -> Result<Vec<Var>> {
     check_size(cfg, o)?;
     let (sample, timestep, ehs) = common_inputs(net, cfg, layout, o)?;
     let mut extra = Vec::new();
@@ -193,8 +273,18 @@ pub fn build_unet(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout, o: &
         }
     }
     let temb_act = time_embedding(net, cfg, &timestep)?;
-    let ts = TransformerSettings { attention: o.attention, linear_projection: cfg.use_linear_projection, groups: cfg.norm_num_groups };
-    let c = Ctx { cfg, layout, ts, temb_act, ctx: ehs };
+    let ts = TransformerSettings {
+        attention: o.attention,
+        linear_projection: cfg.use_linear_projection,
+        groups: cfg.norm_num_groups,
+    };
+    let c = Ctx {
+        cfg,
+        layout,
+        ts,
+        temb_act,
+        ctx: ehs,
+    };
     let h = net.conv2d(&sample, "conv_in", cfg.block_out_channels[0], 3, 1, 1)?;
     let (h, mut states) = down_path(net, &c, h)?;
     let mut h = mid_block(net, &c, &h)?;
@@ -215,16 +305,38 @@ pub fn build_unet(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout, o: &
 
 /// Builds a ControlNet: UNet inputs plus `controlnet_cond` (B, 3, 8h, 8w) in [0, 1]; outputs
 /// `additional_residual_0..N` (fp32), the last one the mid block's.
-pub fn build_controlnet(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout, o: &UNetOptions) -> Result<Vec<Var>> {
+pub fn build_controlnet(
+    net: &mut Net<'_>,
+    cfg: &UNetConfig,
+    layout: &UNetLayout,
+    o: &UNetOptions,
+) -> Result<Vec<Var>> {
     check_size(cfg, o)?;
     let (sample, timestep, ehs) = common_inputs(net, cfg, layout, o)?;
-    let levels = cfg.conditioning_embedding_out_channels.as_ref().map_or(4, Vec::len);
+    let levels = cfg
+        .conditioning_embedding_out_channels
+        .as_ref()
+        .map_or(4, Vec::len);
     let f = 1usize << (levels - 1);
     let cond_ch = cfg.conditioning_channels.unwrap_or(3);
-    let cond = net.input("controlnet_cond", net.dtype(), &[o.batch, cond_ch, o.latent_h * f, o.latent_w * f])?;
+    let cond = net.input(
+        "controlnet_cond",
+        net.dtype(),
+        &[o.batch, cond_ch, o.latent_h * f, o.latent_w * f],
+    )?;
     let temb_act = time_embedding(net, cfg, &timestep)?;
-    let ts = TransformerSettings { attention: o.attention, linear_projection: cfg.use_linear_projection, groups: cfg.norm_num_groups };
-    let c = Ctx { cfg, layout, ts, temb_act, ctx: ehs };
+    let ts = TransformerSettings {
+        attention: o.attention,
+        linear_projection: cfg.use_linear_projection,
+        groups: cfg.norm_num_groups,
+    };
+    let c = Ctx {
+        cfg,
+        layout,
+        ts,
+        temb_act,
+        ctx: ehs,
+    };
     let h = net.conv2d(&sample, "conv_in", cfg.block_out_channels[0], 3, 1, 1)?;
     let e = cond_embedding(net, cfg, &cond)?;
     if e.ty.shape != h.ty.shape {
@@ -252,7 +364,10 @@ pub fn build_controlnet(net: &mut Net<'_>, cfg: &UNetConfig, layout: &UNetLayout
 /// conv_out.
 fn cond_embedding(net: &mut Net<'_>, cfg: &UNetConfig, x: &Var) -> Result<Var> {
     let p = "controlnet_cond_embedding";
-    let ch = cfg.conditioning_embedding_out_channels.clone().unwrap_or_else(|| vec![16, 32, 96, 256]);
+    let ch = cfg
+        .conditioning_embedding_out_channels
+        .clone()
+        .unwrap_or_else(|| vec![16, 32, 96, 256]);
     let mut h = net.conv2d(x, &join(p, "conv_in"), ch[0], 3, 1, 1)?;
     h = net.unary("silu", &h)?;
     for i in 0..ch.len() - 1 {

@@ -7,7 +7,15 @@ use sd_mil::Var;
 /// `ResnetBlock2D` with default time-scale-shift: GN → SiLU → conv3×3 (+ time projection) →
 /// GN → SiLU → conv3×3, plus the input (through a 1×1 `conv_shortcut` when channels change).
 /// `temb_act` is SiLU(time embedding) as (B, T, 1, 1), or None (VAE).
-pub fn resnet(net: &mut Net<'_>, p: &str, x: &Var, cout: usize, temb_act: Option<&Var>, groups: usize, eps: f64) -> Result<Var> {
+pub fn resnet(
+    net: &mut Net<'_>,
+    p: &str,
+    x: &Var,
+    cout: usize,
+    temb_act: Option<&Var>,
+    groups: usize,
+    eps: f64,
+) -> Result<Var> {
     let cin = x.ty.shape[1];
     let h = net.group_norm(x, &join(p, "norm1"), groups, eps)?;
     let h = net.unary("silu", &h)?;

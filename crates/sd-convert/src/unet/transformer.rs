@@ -23,7 +23,15 @@ pub struct TransformerSettings {
 }
 
 /// `Transformer2DModel` on x (B, C, H, W) with text states `ctx` (B, D, 1, S_text).
-pub fn transformer_2d(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usize, layers: usize, s: TransformerSettings) -> Result<Var> {
+pub fn transformer_2d(
+    net: &mut Net<'_>,
+    p: &str,
+    x: &Var,
+    ctx: &Var,
+    heads: usize,
+    layers: usize,
+    s: TransformerSettings,
+) -> Result<Var> {
     let sh = x.ty.shape.clone();
     let (b, c, hh, ww) = (sh[0], sh[1], sh[2], sh[3]);
     let h = net.group_norm(x, &join(p, "norm"), s.groups, GN_EPS)?;
@@ -35,7 +43,14 @@ pub fn transformer_2d(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usi
         net.reshape(&h, &[b, c, 1, hh * ww])?
     };
     for i in 0..layers {
-        h = basic_block(net, &format!("{p}.transformer_blocks.{i}"), &h, ctx, heads, s.attention)?;
+        h = basic_block(
+            net,
+            &format!("{p}.transformer_blocks.{i}"),
+            &h,
+            ctx,
+            heads,
+            s.attention,
+        )?;
     }
     let h = if s.linear_projection {
         let h = net.linear_conv(&h, &join(p, "proj_out"), c, true)?;
@@ -49,7 +64,14 @@ pub fn transformer_2d(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usi
 
 /// `BasicTransformerBlock`: self-attention, cross-attention, GEGLU feed-forward, each pre-norm
 /// with a residual.
-fn basic_block(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usize, imp: AttentionImpl) -> Result<Var> {
+fn basic_block(
+    net: &mut Net<'_>,
+    p: &str,
+    x: &Var,
+    ctx: &Var,
+    heads: usize,
+    imp: AttentionImpl,
+) -> Result<Var> {
     let n = net.layer_norm(x, &join(p, "norm1"), 1, LN_EPS)?;
     let a = attn(net, &join(p, "attn1"), &n, &n, heads, imp)?;
     let x = net.add(&a, x)?;
@@ -62,7 +84,14 @@ fn basic_block(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usize, imp
 }
 
 /// diffusers `Attention` with q/k/v without bias and `to_out.0` with bias.
-pub fn attn(net: &mut Net<'_>, p: &str, x: &Var, ctx: &Var, heads: usize, imp: AttentionImpl) -> Result<Var> {
+pub fn attn(
+    net: &mut Net<'_>,
+    p: &str,
+    x: &Var,
+    ctx: &Var,
+    heads: usize,
+    imp: AttentionImpl,
+) -> Result<Var> {
     let c = x.ty.shape[1];
     let q = net.linear_conv(x, &join(p, "to_q"), c, false)?;
     let k = net.linear_conv(ctx, &join(p, "to_k"), c, false)?;
@@ -79,7 +108,12 @@ fn feed_forward(net: &mut Net<'_>, p: &str, x: &Var) -> Result<Var> {
     let inner = inner2 / 2;
     let h = net.linear_conv(x, &join(p, "net.0.proj"), 2 * inner, true)?;
     let parts = net.split(&h, &[inner, inner], 1)?;
-    let g = net.fb.op("gelu").input("x", &parts[1]).param("mode", "EXACT").build_one()?;
+    let g = net
+        .fb
+        .op("gelu")
+        .input("x", &parts[1])
+        .param("mode", "EXACT")
+        .build_one()?;
     let h = net.binary("mul", &parts[0], &g)?;
     net.linear_conv(&h, &join(p, "net.2"), c, true)
 }

@@ -17,7 +17,10 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     });
 }
 
-fn act<B: RtBackend>(c: &mut Ctx<'_, B>, f: impl Fn(FloatTensor<B>) -> FloatTensor<B>) -> KResult<Vec<Val<B>>> {
+fn act<B: RtBackend>(
+    c: &mut Ctx<'_, B>,
+    f: impl Fn(FloatTensor<B>) -> FloatTensor<B>,
+) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     Ok(vec![c.val(f(x.t), 0)?])
 }
@@ -39,17 +42,37 @@ pub fn softmax<B: RtBackend>(x: FloatTensor<B>, axis: usize) -> FloatTensor<B> {
 pub fn gelu_mode<B: RtBackend>(x: FloatTensor<B>, mode: &str) -> KResult<FloatTensor<B>> {
     Ok(match mode {
         "EXACT" => {
-            let e = B::float_erf(B::float_mul_scalar(x.clone(), std::f32::consts::FRAC_1_SQRT_2.into()));
-            B::float_mul(B::float_mul_scalar(x, 0.5f32.into()), B::float_add_scalar(e, 1.0f32.into()))
+            let e = B::float_erf(B::float_mul_scalar(
+                x.clone(),
+                std::f32::consts::FRAC_1_SQRT_2.into(),
+            ));
+            B::float_mul(
+                B::float_mul_scalar(x, 0.5f32.into()),
+                B::float_add_scalar(e, 1.0f32.into()),
+            )
         }
         "TANH_APPROXIMATION" => {
             let k = (2.0f32 / std::f32::consts::PI).sqrt();
             let x3 = B::float_mul(B::float_mul(x.clone(), x.clone()), x.clone());
-            let inner = B::float_mul_scalar(B::float_add(x.clone(), B::float_mul_scalar(x3, 0.044715f32.into())), k.into());
-            B::float_mul(B::float_mul_scalar(x, 0.5f32.into()), B::float_add_scalar(B::float_tanh(inner), 1.0f32.into()))
+            let inner = B::float_mul_scalar(
+                B::float_add(x.clone(), B::float_mul_scalar(x3, 0.044715f32.into())),
+                k.into(),
+            );
+            B::float_mul(
+                B::float_mul_scalar(x, 0.5f32.into()),
+                B::float_add_scalar(B::float_tanh(inner), 1.0f32.into()),
+            )
         }
-        "SIGMOID_APPROXIMATION" => B::float_mul(x.clone(), B::sigmoid(B::float_mul_scalar(x, 1.702f32.into()))),
-        m => return Err(KernelError::param("mode", format!("unknown gelu mode `{m}`"))),
+        "SIGMOID_APPROXIMATION" => B::float_mul(
+            x.clone(),
+            B::sigmoid(B::float_mul_scalar(x, 1.702f32.into())),
+        ),
+        m => {
+            return Err(KernelError::param(
+                "mode",
+                format!("unknown gelu mode `{m}`"),
+            ));
+        }
     })
 }
 

@@ -29,7 +29,10 @@ pub fn conv_padding(
                 "valid" => (0, 0),
                 "custom" => {
                     if pad.len() != 2 * n {
-                        return Err(KernelError::param("pad", format!("expected {} values, got {pad:?}", 2 * n)));
+                        return Err(KernelError::param(
+                            "pad",
+                            format!("expected {} values, got {pad:?}", 2 * n),
+                        ));
                     }
                     (pad[2 * i] as usize, pad[2 * i + 1] as usize)
                 }
@@ -37,16 +40,31 @@ pub fn conv_padding(
                     let out = input[i].div_ceil(strides[i]);
                     let total = ((out - 1) * strides[i] + eff).saturating_sub(input[i]);
                     let small = total / 2;
-                    if pad_type == "same" { (small, total - small) } else { (total - small, small) }
+                    if pad_type == "same" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
                 }
-                t => return Err(KernelError::param("pad_type", format!("unknown pad type `{t}`"))),
+                t => {
+                    return Err(KernelError::param(
+                        "pad_type",
+                        format!("unknown pad type `{t}`"),
+                    ));
+                }
             })
         })
         .collect()
 }
 
 /// Constant-pads the trailing axes of `x`: `pads[j]` = (low, high) for axis `first + j`.
-pub fn pad_constant<B: RtBackend>(x: FloatTensor<B>, first: usize, pads: &[(usize, usize)], value: f32, device: &B::Device) -> FloatTensor<B> {
+pub fn pad_constant<B: RtBackend>(
+    x: FloatTensor<B>,
+    first: usize,
+    pads: &[(usize, usize)],
+    value: f32,
+    device: &B::Device,
+) -> FloatTensor<B> {
     let mut x = x;
     for (j, &(lo, hi)) in pads.iter().enumerate() {
         if lo == 0 && hi == 0 {
@@ -70,17 +88,33 @@ pub fn pad_constant<B: RtBackend>(x: FloatTensor<B>, first: usize, pads: &[(usiz
     x
 }
 
+/// The geometry of a 2-D convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    /// Strides (height, width).
+    pub strides: [usize; 2],
+    /// Padding (begin, end) for height and width.
+    pub pads: [(usize, usize); 2],
+    /// Dilations (height, width).
+    pub dilations: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+}
+
 /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/g, kH, kW].
 pub fn conv2d<B: RtBackend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
-    strides: [usize; 2],
-    pads: [(usize, usize); 2],
-    dilations: [usize; 2],
-    groups: usize,
+    geometry: Conv2dGeometry,
     device: &B::Device,
 ) -> KResult<FloatTensor<B>> {
+    let Conv2dGeometry {
+        strides,
+        pads,
+        dilations,
+        groups,
+    } = geometry;
     let (dx, dw) = (dims::<B>(&x), dims::<B>(&w));
     // 1×1, stride 1, unpadded, one group: a matmul over channels.
     if groups == 1 && dw[2] == 1 && dw[3] == 1 && strides == [1, 1] && pads == [(0, 0), (0, 0)] {
@@ -89,7 +123,10 @@ pub fn conv2d<B: RtBackend>(
         let w3 = reshape::<B>(w, &[1, dw[0], cin]);
         let mut y = matmul_nd::<B>(w3, x3)?;
         if let Some(b) = bias {
-            y = B::float_add(y, expand::<B>(reshape::<B>(b, &[1, dw[0], 1]), &[n, dw[0], h * wd]));
+            y = B::float_add(
+                y,
+                expand::<B>(reshape::<B>(b, &[1, dw[0], 1]), &[n, dw[0], h * wd]),
+            );
         }
         return Ok(reshape::<B>(y, &[n, dw[0], h, wd]));
     }
@@ -98,7 +135,12 @@ pub fn conv2d<B: RtBackend>(
     } else {
         (pad_constant::<B>(x, 2, &pads, 0.0, device), [0, 0])
     };
-    Ok(B::conv2d(x, w, bias, ConvOptions::new(strides, padding, dilations, groups)))
+    Ok(B::conv2d(
+        x,
+        w,
+        bias,
+        ConvOptions::new(strides, padding, dilations, groups),
+    ))
 }
 
 fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
@@ -106,10 +148,17 @@ fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let w = c.tensor("weight")?;
     let b = c.opt_tensor("bias")?;
     let (dx, dw) = (x.shape(), w.shape());
-    let sp = dx.len().checked_sub(2).filter(|s| (1..=2).contains(s)).ok_or_else(|| {
-        KernelError::param("x", format!("conv supports 1-D and 2-D inputs, got {dx:?}"))
-    })?;
-    let list = |v: Option<Vec<i64>>, d: usize| -> Vec<usize> { v.map(|v| v.into_iter().map(|x| x as usize).collect()).unwrap_or(vec![d; sp]) };
+    let sp = dx
+        .len()
+        .checked_sub(2)
+        .filter(|s| (1..=2).contains(s))
+        .ok_or_else(|| {
+            KernelError::param("x", format!("conv supports 1-D and 2-D inputs, got {dx:?}"))
+        })?;
+    let list = |v: Option<Vec<i64>>, d: usize| -> Vec<usize> {
+        v.map(|v| v.into_iter().map(|x| x as usize).collect())
+            .unwrap_or(vec![d; sp])
+    };
     let strides = list(c.opt_ints("strides")?, 1);
     let dil = list(c.opt_ints("dilations")?, 1);
     let groups = c.int("groups")? as usize;
@@ -117,11 +166,33 @@ fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let pad = c.opt_ints("pad")?.unwrap_or(vec![0; 2 * sp]);
     let pads = conv_padding(&pad_type, &pad, &dx[2..], &dw[2..], &strides, &dil)?;
     let y = if sp == 2 {
-        conv2d::<B>(x.t, w.t, b.map(|b| b.t), [strides[0], strides[1]], [pads[0], pads[1]], [dil[0], dil[1]], groups, c.device)?
+        conv2d::<B>(
+            x.t,
+            w.t,
+            b.map(|b| b.t),
+            Conv2dGeometry {
+                strides: [strides[0], strides[1]],
+                pads: [pads[0], pads[1]],
+                dilations: [dil[0], dil[1]],
+                groups,
+            },
+            c.device,
+        )?
     } else {
         let x4 = reshape::<B>(x.t, &[dx[0], dx[1], 1, dx[2]]);
         let w4 = reshape::<B>(w.t, &[dw[0], dw[1], 1, dw[2]]);
-        let y = conv2d::<B>(x4, w4, b.map(|b| b.t), [1, strides[0]], [(0, 0), pads[0]], [1, dil[0]], groups, c.device)?;
+        let y = conv2d::<B>(
+            x4,
+            w4,
+            b.map(|b| b.t),
+            Conv2dGeometry {
+                strides: [1, strides[0]],
+                pads: [(0, 0), pads[0]],
+                dilations: [1, dil[0]],
+                groups,
+            },
+            c.device,
+        )?;
         let d = dims::<B>(&y);
         reshape::<B>(y, &[d[0], d[1], d[3]])
     };
@@ -136,7 +207,11 @@ fn upsample<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let lead: usize = d[..r - 2].iter().product();
     let x4 = reshape::<B>(x.t, &[lead, 1, d[r - 2], d[r - 1]]);
     let (oh, ow) = (out[r - 2], out[r - 1]);
-    let y = B::interpolate(x4, [oh, ow], InterpolateOptions::new(InterpolateMode::Nearest));
+    let y = B::interpolate(
+        x4,
+        [oh, ow],
+        InterpolateOptions::new(InterpolateMode::Nearest),
+    );
     Ok(vec![c.val(reshape::<B>(y, &out), 0)?])
 }
 
@@ -161,10 +236,16 @@ fn pad<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let value = c.float("constant_val")?;
     let d = x.shape();
     if p.len() % 2 != 0 || p.len() / 2 > d.len() || p.iter().any(|v| *v < 0) {
-        return Err(KernelError::param("pad", format!("{p:?} does not pad {d:?}")));
+        return Err(KernelError::param(
+            "pad",
+            format!("{p:?} does not pad {d:?}"),
+        ));
     }
     let first = d.len() - p.len() / 2;
-    let pads: Vec<(usize, usize)> = p.chunks(2).map(|c| (c[0] as usize, c[1] as usize)).collect();
+    let pads: Vec<(usize, usize)> = p
+        .chunks(2)
+        .map(|c| (c[0] as usize, c[1] as usize))
+        .collect();
     let y = match mode.as_str() {
         "constant" => pad_constant::<B>(x.t, first, &pads, value, c.device),
         "reflect" | "replicate" => {
@@ -173,15 +254,25 @@ fn pad<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
                 let ax = first + j;
                 let n = d[ax] as i64;
                 if mode == "reflect" && (lo as i64 >= n || hi as i64 >= n) {
-                    return Err(KernelError::param("pad", format!("reflect padding {lo}/{hi} needs more than {n} elements")));
+                    return Err(KernelError::param(
+                        "pad",
+                        format!("reflect padding {lo}/{hi} needs more than {n} elements"),
+                    ));
                 }
-                let idx: Vec<i64> = (-(lo as i64)..n + hi as i64).map(|i| source_index(i, n, mode == "reflect")).collect();
+                let idx: Vec<i64> = (-(lo as i64)..n + hi as i64)
+                    .map(|i| source_index(i, n, mode == "reflect"))
+                    .collect();
                 let len = idx.len();
                 t = B::float_select(t, ax, util::int_from_vec::<B>(idx, &[len], c.device));
             }
             t
         }
-        m => return Err(KernelError::param("mode", format!("unknown pad mode `{m}`"))),
+        m => {
+            return Err(KernelError::param(
+                "mode",
+                format!("unknown pad mode `{m}`"),
+            ));
+        }
     };
     let _ = narrow::<B>;
     Ok(vec![c.val(y, 0)?])

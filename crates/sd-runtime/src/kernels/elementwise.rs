@@ -4,8 +4,8 @@
 use super::util::{self, broadcast_pair, dims, from_mask, to_mask};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
 use burn::tensor::BoolDType;
+use burn::tensor::ops::FloatTensor;
 use sd_mil::DType;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
@@ -13,7 +13,9 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("sub", |c| binary(c, |a, b| Ok(B::float_sub(a, b))));
     r.insert("mul", |c| binary(c, |a, b| Ok(B::float_mul(a, b))));
     r.insert("real_div", real_div);
-    r.insert("floor_div", |c| binary(c, |a, b| Ok(B::float_floor(B::float_div(a, b)))));
+    r.insert("floor_div", |c| {
+        binary(c, |a, b| Ok(B::float_floor(B::float_div(a, b))))
+    });
     r.insert("mod", |c| {
         binary(c, |a, b| {
             // Python/numpy modulo: the result takes the divisor's sign.
@@ -25,19 +27,33 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("maximum", |c| binary(c, |a, b| Ok(pick::<B>(a, b, true))));
     r.insert("minimum", |c| binary(c, |a, b| Ok(pick::<B>(a, b, false))));
     r.insert("equal", |c| compare(c, |a, b, d| B::float_equal(a, b, d)));
-    r.insert("not_equal", |c| compare(c, |a, b, d| B::float_not_equal(a, b, d)));
-    r.insert("greater", |c| compare(c, |a, b, d| B::float_greater(a, b, d)));
-    r.insert("greater_equal", |c| compare(c, |a, b, d| B::float_greater_equal(a, b, d)));
+    r.insert("not_equal", |c| {
+        compare(c, |a, b, d| B::float_not_equal(a, b, d))
+    });
+    r.insert("greater", |c| {
+        compare(c, |a, b, d| B::float_greater(a, b, d))
+    });
+    r.insert("greater_equal", |c| {
+        compare(c, |a, b, d| B::float_greater_equal(a, b, d))
+    });
     r.insert("less", |c| compare(c, |a, b, d| B::float_lower(a, b, d)));
-    r.insert("less_equal", |c| compare(c, |a, b, d| B::float_lower_equal(a, b, d)));
-    r.insert("logical_and", |c| binary(c, |a, b| Ok(B::float_mul(bool01::<B>(a), bool01::<B>(b)))));
+    r.insert("less_equal", |c| {
+        compare(c, |a, b, d| B::float_lower_equal(a, b, d))
+    });
+    r.insert("logical_and", |c| {
+        binary(c, |a, b| Ok(B::float_mul(bool01::<B>(a), bool01::<B>(b))))
+    });
     r.insert("logical_or", |c| {
         binary(c, |a, b| {
             let s = B::float_add(bool01::<B>(a), bool01::<B>(b));
             Ok(B::float_clamp_max(s, 1.0f32.into()))
         })
     });
-    r.insert("logical_not", |c| unary(c, |x| B::float_add_scalar(B::float_neg(bool01::<B>(x)), 1.0f32.into())));
+    r.insert("logical_not", |c| {
+        unary(c, |x| {
+            B::float_add_scalar(B::float_neg(bool01::<B>(x)), 1.0f32.into())
+        })
+    });
     r.insert("sqrt", |c| unary(c, B::float_sqrt));
     r.insert("exp", |c| unary(c, B::float_exp));
     r.insert("log", |c| {
@@ -56,11 +72,15 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("sign", |c| unary(c, B::float_sign));
     r.insert("rsqrt", |c| {
         let eps = c.float("epsilon")?;
-        unary(c, move |x| B::float_recip(B::float_sqrt(B::float_add_scalar(x, eps.into()))))
+        unary(c, move |x| {
+            B::float_recip(B::float_sqrt(B::float_add_scalar(x, eps.into())))
+        })
     });
     r.insert("inverse", |c| {
         let eps = c.float("epsilon")?;
-        unary(c, move |x| B::float_recip(B::float_add_scalar(x, eps.into())))
+        unary(c, move |x| {
+            B::float_recip(B::float_add_scalar(x, eps.into()))
+        })
     });
     r.insert("clip", |c| {
         let (lo, hi) = (c.float("alpha")?, c.float("beta")?);
@@ -80,9 +100,14 @@ fn bool01<B: RtBackend>(x: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 fn pick<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>, max: bool) -> FloatTensor<B> {
-    let dt: BoolDType = burn::tensor::backend::get_device_settings::<B>(&B::float_device(&a)).bool_dtype;
+    let dt: BoolDType =
+        burn::tensor::backend::get_device_settings::<B>(&B::float_device(&a)).bool_dtype;
     // Where b beats a, take b.
-    let m = if max { B::float_greater(b.clone(), a.clone(), dt) } else { B::float_lower(b.clone(), a.clone(), dt) };
+    let m = if max {
+        B::float_greater(b.clone(), a.clone(), dt)
+    } else {
+        B::float_lower(b.clone(), a.clone(), dt)
+    };
     B::float_mask_where(a, m, b)
 }
 
@@ -116,7 +141,10 @@ fn compare<B: RtBackend>(
     binary(c, |a, b| Ok(from_mask::<B>(f(a, b, dt))))
 }
 
-fn unary<B: RtBackend>(c: &mut Ctx<'_, B>, f: impl Fn(FloatTensor<B>) -> FloatTensor<B>) -> KResult<Vec<Val<B>>> {
+fn unary<B: RtBackend>(
+    c: &mut Ctx<'_, B>,
+    f: impl Fn(FloatTensor<B>) -> FloatTensor<B>,
+) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     Ok(vec![c.val(f(x.t), 0)?])
 }
@@ -144,7 +172,10 @@ fn select<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (cond, a, b) = (c.tensor("cond")?, c.tensor("a")?, c.tensor("b")?);
     let shape = util::broadcast(&util::broadcast(&cond.shape(), &a.shape())?, &b.shape())?;
     let m = to_mask::<B>(util::expand::<B>(cond.t, &shape));
-    let (a, b) = (util::expand::<B>(a.t, &shape), util::expand::<B>(b.t, &shape));
+    let (a, b) = (
+        util::expand::<B>(a.t, &shape),
+        util::expand::<B>(b.t, &shape),
+    );
     let _ = dims::<B>;
     Ok(vec![c.val(B::float_mask_where(b, m, a), 0)?])
 }

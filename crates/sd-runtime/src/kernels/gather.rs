@@ -14,7 +14,10 @@ fn wrap(i: i64, n: usize) -> KResult<i64> {
     if (0..n as i64).contains(&v) {
         Ok(v)
     } else {
-        Err(KernelError::param("indices", format!("index {i} is out of range for a dimension of {n}")))
+        Err(KernelError::param(
+            "indices",
+            format!("index {i} is out of range for a dimension of {n}"),
+        ))
     }
 }
 
@@ -55,9 +58,14 @@ fn gather_nd<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let d = x.shape();
     let id = idx.shape();
     let bd = c.int("batch_dims")?.max(0) as usize;
-    let k = *id.last().ok_or_else(|| KernelError::param("indices", "rank 0"))?;
+    let k = *id
+        .last()
+        .ok_or_else(|| KernelError::param("indices", "rank 0"))?;
     if bd + k > d.len() {
-        return Err(KernelError::param("indices", format!("index depth {k} exceeds {d:?}")));
+        return Err(KernelError::param(
+            "indices",
+            format!("index depth {k} exceeds {d:?}"),
+        ));
     }
     let iv = to_vec::<B>(idx.t);
     let nb: usize = d[..bd].iter().product();

@@ -21,7 +21,9 @@ pub fn matmul_nd<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<
     let (a, b) = (to_rank::<B>(a, r), to_rank::<B>(b, r));
     let (da, db) = (dims::<B>(&a), dims::<B>(&b));
     if da[r - 1] != db[r - 2] {
-        return Err(KernelError::new(format!("matmul of {da:?} and {db:?}: inner dimensions differ")));
+        return Err(KernelError::new(format!(
+            "matmul of {da:?} and {db:?}: inner dimensions differ"
+        )));
     }
     let batch = broadcast(&da[..r - 2], &db[..r - 2])?;
     let mut sa = batch.clone();
@@ -41,8 +43,16 @@ fn matmul<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (x, y) = (c.tensor("x")?, c.tensor("y")?);
     let (xv, yv) = (x.rank() == 1, y.rank() == 1);
     let (xs, ys) = (x.shape(), y.shape());
-    let mut a = if xv { reshape::<B>(x.t, &[1, xs[0]]) } else { x.t };
-    let mut b = if yv { reshape::<B>(y.t, &[ys[0], 1]) } else { y.t };
+    let mut a = if xv {
+        reshape::<B>(x.t, &[1, xs[0]])
+    } else {
+        x.t
+    };
+    let mut b = if yv {
+        reshape::<B>(y.t, &[ys[0], 1])
+    } else {
+        y.t
+    };
     if tx && !xv {
         a = swap_last::<B>(a);
     }
@@ -55,12 +65,19 @@ fn matmul<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
 }
 
 /// x·Wᵀ + b for x of any rank ≥ 1 and W [Dout, Din].
-pub fn linear_fn<B: RtBackend>(x: FloatTensor<B>, w: FloatTensor<B>, bias: Option<FloatTensor<B>>) -> KResult<FloatTensor<B>> {
+pub fn linear_fn<B: RtBackend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> KResult<FloatTensor<B>> {
     let dx = dims::<B>(&x);
     let dw = dims::<B>(&w);
     let din = *dx.last().ok_or_else(|| KernelError::param("x", "rank 0"))?;
     if dw.len() != 2 || dw[1] != din {
-        return Err(KernelError::param("weight", format!("{dw:?} does not apply to {dx:?}")));
+        return Err(KernelError::param(
+            "weight",
+            format!("{dw:?} does not apply to {dx:?}"),
+        ));
     }
     let m = dx.iter().product::<usize>() / din.max(1);
     let x2 = reshape::<B>(x, &[m, din]);
@@ -83,17 +100,32 @@ fn linear<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
 /// Two-operand einsum without repeated indices within a term: indices only in one input
 /// and not in the output are summed first; then both operands are permuted to
 /// [batch, free, contracted] / [batch, contracted, free] and multiplied.
-pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<FloatTensor<B>> {
+pub fn einsum_fn<B: RtBackend>(
+    eq: &str,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> KResult<FloatTensor<B>> {
     let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
-    let (lhs, out) = eq.split_once("->").ok_or_else(|| KernelError::param("equation", format!("`{eq}` has no `->`")))?;
-    let (ta, tb) = lhs.split_once(',').ok_or_else(|| KernelError::param("equation", format!("`{eq}` needs two terms")))?;
-    let (ta, tb, to): (Vec<char>, Vec<char>, Vec<char>) = (ta.chars().collect(), tb.chars().collect(), out.chars().collect());
+    let (lhs, out) = eq
+        .split_once("->")
+        .ok_or_else(|| KernelError::param("equation", format!("`{eq}` has no `->`")))?;
+    let (ta, tb) = lhs
+        .split_once(',')
+        .ok_or_else(|| KernelError::param("equation", format!("`{eq}` needs two terms")))?;
+    let (ta, tb, to): (Vec<char>, Vec<char>, Vec<char>) = (
+        ta.chars().collect(),
+        tb.chars().collect(),
+        out.chars().collect(),
+    );
     for t in [&ta, &tb, &to] {
         let mut s = t.clone();
         s.sort_unstable();
         s.dedup();
         if s.len() != t.len() {
-            return Err(KernelError::param("equation", format!("`{eq}`: repeated index within a term")));
+            return Err(KernelError::param(
+                "equation",
+                format!("`{eq}`: repeated index within a term"),
+            ));
         }
     }
     let (mut a, mut b) = (a, b);
@@ -105,19 +137,49 @@ pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -
     sum_lonely::<B>(&mut tb, &ta0, &to, &mut b);
     let (da, db) = (dims::<B>(&a), dims::<B>(&b));
     if da.len() != ta.len() || db.len() != tb.len() {
-        return Err(KernelError::param("values", format!("`{eq}` does not index shapes {da:?}, {db:?}")));
+        return Err(KernelError::param(
+            "values",
+            format!("`{eq}` does not index shapes {da:?}, {db:?}"),
+        ));
     }
     let size = |c: char| -> usize {
-        ta.iter().position(|x| *x == c).map(|i| da[i]).or_else(|| tb.iter().position(|x| *x == c).map(|i| db[i])).unwrap_or(1)
+        ta.iter()
+            .position(|x| *x == c)
+            .map(|i| da[i])
+            .or_else(|| tb.iter().position(|x| *x == c).map(|i| db[i]))
+            .unwrap_or(1)
     };
-    let batch: Vec<char> = to.iter().copied().filter(|c| ta.contains(c) && tb.contains(c)).collect();
-    let free_a: Vec<char> = to.iter().copied().filter(|c| ta.contains(c) && !tb.contains(c)).collect();
-    let free_b: Vec<char> = to.iter().copied().filter(|c| tb.contains(c) && !ta.contains(c)).collect();
-    let contr: Vec<char> = ta.iter().copied().filter(|c| tb.contains(c) && !to.contains(c)).collect();
+    let batch: Vec<char> = to
+        .iter()
+        .copied()
+        .filter(|c| ta.contains(c) && tb.contains(c))
+        .collect();
+    let free_a: Vec<char> = to
+        .iter()
+        .copied()
+        .filter(|c| ta.contains(c) && !tb.contains(c))
+        .collect();
+    let free_b: Vec<char> = to
+        .iter()
+        .copied()
+        .filter(|c| tb.contains(c) && !ta.contains(c))
+        .collect();
+    let contr: Vec<char> = ta
+        .iter()
+        .copied()
+        .filter(|c| tb.contains(c) && !to.contains(c))
+        .collect();
     if to.iter().any(|c| !ta.contains(c) && !tb.contains(c)) {
-        return Err(KernelError::param("equation", format!("`{eq}`: output index not in the inputs")));
+        return Err(KernelError::param(
+            "equation",
+            format!("`{eq}`: output index not in the inputs"),
+        ));
     }
-    let pos = |t: &[char], cs: &[char]| -> Vec<usize> { cs.iter().map(|c| t.iter().position(|x| x == c).unwrap()).collect() };
+    let pos = |t: &[char], cs: &[char]| -> Vec<usize> {
+        cs.iter()
+            .map(|c| t.iter().position(|x| x == c).unwrap())
+            .collect()
+    };
     let prod = |cs: &[char]| cs.iter().map(|c| size(*c)).product::<usize>();
     let (nb, nfa, nfb, nc) = (prod(&batch), prod(&free_a), prod(&free_b), prod(&contr));
     let pa: Vec<usize> = [pos(&ta, &batch), pos(&ta, &free_a), pos(&ta, &contr)].concat();
@@ -128,11 +190,19 @@ pub fn einsum_fn<B: RtBackend>(eq: &str, a: FloatTensor<B>, b: FloatTensor<B>) -
     let order: Vec<char> = [batch.clone(), free_a.clone(), free_b.clone()].concat();
     let shape: Vec<usize> = order.iter().map(|c| size(*c)).collect();
     let y = reshape::<B>(y, &shape);
-    let perm: Vec<usize> = to.iter().map(|c| order.iter().position(|x| x == c).unwrap()).collect();
+    let perm: Vec<usize> = to
+        .iter()
+        .map(|c| order.iter().position(|x| x == c).unwrap())
+        .collect();
     Ok(permute::<B>(y, &perm))
 }
 
-fn sum_lonely<B: RtBackend>(t: &mut Vec<char>, other: &[char], to: &[char], x: &mut FloatTensor<B>) {
+fn sum_lonely<B: RtBackend>(
+    t: &mut Vec<char>,
+    other: &[char],
+    to: &[char],
+    x: &mut FloatTensor<B>,
+) {
     let mut i = 0;
     while i < t.len() {
         if !other.contains(&t[i]) && !to.contains(&t[i]) {
@@ -150,7 +220,9 @@ fn sum_lonely<B: RtBackend>(t: &mut Vec<char>, other: &[char], to: &[char], x: &
 fn einsum<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let eq = c.string("equation")?;
     let vals = c.tensors("values")?;
-    let [a, b]: [Val<B>; 2] = vals.try_into().map_err(|_| KernelError::param("values", "einsum needs two values"))?;
+    let [a, b]: [Val<B>; 2] = vals
+        .try_into()
+        .map_err(|_| KernelError::param("values", "einsum needs two values"))?;
     Ok(vec![c.val(einsum_fn::<B>(&eq, a.t, b.t)?, 0)?])
 }
 
@@ -184,12 +256,19 @@ fn sdpa<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
             let d = m.shape();
             let keep = to_mask::<B>(m.t);
             let zeros = util::full::<B>(&d, f32::NEG_INFINITY, c.device);
-            Some(B::float_mask_where(zeros, keep, util::full::<B>(&d, 0.0, c.device)))
+            Some(B::float_mask_where(
+                zeros,
+                keep,
+                util::full::<B>(&d, 0.0, c.device),
+            ))
         }
         Some(m) => Some(m.t),
         None => None,
     };
-    Ok(vec![c.val(attention::<B>(q.t, k.t, v.t, 1.0 / (e as f32).sqrt(), mask)?, 0)?])
+    Ok(vec![c.val(
+        attention::<B>(q.t, k.t, v.t, 1.0 / (e as f32).sqrt(), mask)?,
+        0,
+    )?])
 }
 
 /// The fused split-einsum attention (see `passes::attention`): q (B, C, 1, Sq), kt
@@ -200,7 +279,9 @@ fn fused_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (q, k, v) = (c.tensor("q")?, c.tensor("kt")?, c.tensor("v")?);
     let (dq, dk, dv) = (q.shape(), k.shape(), v.shape());
     if dq.len() != 4 || dk.len() != 4 || dv.len() != 4 || dq[1] % heads != 0 || dv[1] % heads != 0 {
-        return Err(KernelError::new(format!("fused attention needs (B, C, 1, S) operands, got {dq:?}, {dk:?}, {dv:?}")));
+        return Err(KernelError::new(format!(
+            "fused attention needs (B, C, 1, S) operands, got {dq:?}, {dk:?}, {dv:?}"
+        )));
     }
     let (b, ch, sq, sk) = (dq[0], dq[1], dq[3], dk[1]);
     let dh = ch / heads;

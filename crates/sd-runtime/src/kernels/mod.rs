@@ -20,8 +20,8 @@ pub(crate) mod util;
 pub use constexpr::{decompress, is_constexpr};
 
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
 use burn::tensor::TensorMetadata;
+use burn::tensor::ops::FloatTensor;
 use sd_mil::catalogue::{self, Default as PDefault, OpSpec};
 use sd_mil::{DType, TensorType};
 use std::collections::HashMap;
@@ -62,11 +62,17 @@ pub struct KernelError {
 impl KernelError {
     /// A failure not tied to a parameter.
     pub fn new(reason: impl Into<String>) -> Self {
-        KernelError { param: None, reason: reason.into() }
+        KernelError {
+            param: None,
+            reason: reason.into(),
+        }
     }
     /// A failure about one parameter.
     pub fn param(param: &str, reason: impl Into<String>) -> Self {
-        KernelError { param: Some(param.to_string()), reason: reason.into() }
+        KernelError {
+            param: Some(param.to_string()),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -130,17 +136,19 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
 
     fn take(i: &mut In<'a, B>, p: &str) -> KResult<Val<B>> {
         match i {
-            In::Val(v) => v.take().ok_or_else(|| KernelError::param(p, "value read twice")),
-            In::Const(c) => c
-                .tensor
-                .clone()
-                .ok_or_else(|| KernelError::param(p, format!("constant `{}` was not materialized", c.name))),
+            In::Val(v) => v
+                .take()
+                .ok_or_else(|| KernelError::param(p, "value read twice")),
+            In::Const(c) => c.tensor.clone().ok_or_else(|| {
+                KernelError::param(p, format!("constant `{}` was not materialized", c.name))
+            }),
         }
     }
 
     /// The single tensor bound to `p`.
     pub fn tensor(&mut self, p: &str) -> KResult<Val<B>> {
-        self.opt_tensor(p)?.ok_or_else(|| KernelError::param(p, "required parameter is not bound"))
+        self.opt_tensor(p)?
+            .ok_or_else(|| KernelError::param(p, "required parameter is not bound"))
     }
 
     /// The tensor bound to `p`, if bound.
@@ -155,7 +163,9 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
 
     /// All tensors bound to a variadic parameter.
     pub fn tensors(&mut self, p: &str) -> KResult<Vec<Val<B>>> {
-        let v = self.find(p).ok_or_else(|| KernelError::param(p, "required parameter is not bound"))?;
+        let v = self
+            .find(p)
+            .ok_or_else(|| KernelError::param(p, "required parameter is not bound"))?;
         v.iter_mut().map(|i| Self::take(i, p)).collect()
     }
 
@@ -173,10 +183,24 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
                 In::Const(c) => c
                     .ints
                     .clone()
-                    .or_else(|| c.floats.as_ref().map(|f| f.iter().map(|x| *x as i64).collect()))
+                    .or_else(|| {
+                        c.floats
+                            .as_ref()
+                            .map(|f| f.iter().map(|x| *x as i64).collect())
+                    })
                     .map(Some)
-                    .ok_or_else(|| KernelError::param(p, format!("constant `{}` is not a small integer tensor", c.name))),
-                In::Val(Some(val)) => Ok(Some(util::to_vec::<B>(val.t.clone()).into_iter().map(|x| x as i64).collect())),
+                    .ok_or_else(|| {
+                        KernelError::param(
+                            p,
+                            format!("constant `{}` is not a small integer tensor", c.name),
+                        )
+                    }),
+                In::Val(Some(val)) => Ok(Some(
+                    util::to_vec::<B>(val.t.clone())
+                        .into_iter()
+                        .map(|x| x as i64)
+                        .collect(),
+                )),
                 In::Val(None) => Err(KernelError::param(p, "value already taken")),
             };
         }
@@ -193,11 +217,12 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
             && let Some(first) = v.first_mut()
         {
             return match first {
-                In::Const(c) => c
-                    .floats
-                    .clone()
-                    .map(Some)
-                    .ok_or_else(|| KernelError::param(p, format!("constant `{}` is not a small numeric tensor", c.name))),
+                In::Const(c) => c.floats.clone().map(Some).ok_or_else(|| {
+                    KernelError::param(
+                        p,
+                        format!("constant `{}` is not a small numeric tensor", c.name),
+                    )
+                }),
                 In::Val(Some(val)) => Ok(Some(util::to_vec::<B>(val.t.clone()))),
                 In::Val(None) => Err(KernelError::param(p, "value already taken")),
             };
@@ -212,14 +237,18 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
 
     /// Required host integers.
     pub fn ints(&mut self, p: &str) -> KResult<Vec<i64>> {
-        self.opt_ints(p)?.ok_or_else(|| KernelError::param(p, "required parameter is not bound"))
+        self.opt_ints(p)?
+            .ok_or_else(|| KernelError::param(p, "required parameter is not bound"))
     }
 
     /// One integer (a scalar or a one-element tensor).
     pub fn int(&mut self, p: &str) -> KResult<i64> {
         match self.ints(p)?.as_slice() {
             [v] => Ok(*v),
-            v => Err(KernelError::param(p, format!("expected one integer, got {v:?}"))),
+            v => Err(KernelError::param(
+                p,
+                format!("expected one integer, got {v:?}"),
+            )),
         }
     }
 
@@ -227,7 +256,10 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
     pub fn float(&mut self, p: &str) -> KResult<f32> {
         match self.opt_floats(p)?.as_deref() {
             Some([v]) => Ok(*v),
-            Some(v) => Err(KernelError::param(p, format!("expected one number, got {v:?}"))),
+            Some(v) => Err(KernelError::param(
+                p,
+                format!("expected one number, got {v:?}"),
+            )),
             None => Err(KernelError::param(p, "required parameter is not bound")),
         }
     }
@@ -242,17 +274,25 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
         if let Some(v) = self.find(p)
             && let Some(In::Const(c)) = v.first()
         {
-            return c.string.clone().ok_or_else(|| KernelError::param(p, "expected a string constant"));
+            return c
+                .string
+                .clone()
+                .ok_or_else(|| KernelError::param(p, "expected a string constant"));
         }
         match self.default_of(p) {
             Some(PDefault::Str(s)) => Ok(s.to_string()),
-            _ => Err(KernelError::param(p, "required string parameter is not bound")),
+            _ => Err(KernelError::param(
+                p,
+                "required string parameter is not bound",
+            )),
         }
     }
 
     /// The declared type of output `i`.
     pub fn out(&self, i: usize) -> KResult<&TensorType> {
-        self.out_types.get(i).ok_or_else(|| KernelError::new(format!("op declares no output {i}")))
+        self.out_types
+            .get(i)
+            .ok_or_else(|| KernelError::new(format!("op declares no output {i}")))
     }
 
     /// A value of output `i`'s declared element type.
@@ -275,7 +315,9 @@ impl<B: RtBackend> Default for Registry<B> {
 impl<B: RtBackend> Registry<B> {
     /// Every catalogue op's kernel, and the kernels of the fused ops the passes create.
     pub fn standard() -> Self {
-        let mut r = Registry { map: HashMap::new() };
+        let mut r = Registry {
+            map: HashMap::new(),
+        };
         activation::register(&mut r);
         conv::register(&mut r);
         elementwise::register(&mut r);

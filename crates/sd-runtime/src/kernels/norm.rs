@@ -24,7 +24,10 @@ pub fn normalize<B: RtBackend>(x: FloatTensor<B>, axes: &[usize], eps: f32) -> F
     for &a in axes {
         var = B::float_mean_dim(var, a);
     }
-    B::float_div(centered, B::float_sqrt(B::float_add_scalar(var, eps.into())))
+    B::float_div(
+        centered,
+        B::float_sqrt(B::float_add_scalar(var, eps.into())),
+    )
 }
 
 /// `t` (a per-channel vector of C values) shaped to broadcast over axis 1 of rank `r`.
@@ -36,7 +39,11 @@ fn per_channel<B: RtBackend>(t: FloatTensor<B>, r: usize) -> FloatTensor<B> {
 }
 
 /// y·gamma + beta with gamma/beta per channel (axis 1).
-pub fn affine_channels<B: RtBackend>(y: FloatTensor<B>, gamma: Option<FloatTensor<B>>, beta: Option<FloatTensor<B>>) -> FloatTensor<B> {
+pub fn affine_channels<B: RtBackend>(
+    y: FloatTensor<B>,
+    gamma: Option<FloatTensor<B>>,
+    beta: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
     let d = dims::<B>(&y);
     let mut y = y;
     if let Some(g) = gamma {
@@ -53,7 +60,10 @@ fn layer_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let d = x.shape();
     let r = d.len();
     let mut axes = match c.opt_ints("axes")? {
-        Some(a) => a.into_iter().map(|a| axis(a, r)).collect::<KResult<Vec<_>>>()?,
+        Some(a) => a
+            .into_iter()
+            .map(|a| axis(a, r))
+            .collect::<KResult<Vec<_>>>()?,
         None => (0..r).collect(),
     };
     let eps = c.float("epsilon")?;
@@ -63,13 +73,21 @@ fn layer_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     // axes with unit dimensions elsewhere.
     let order = axes.clone();
     axes.sort_unstable();
-    let bshape: Vec<usize> = (0..r).map(|i| if axes.contains(&i) { d[i] } else { 1 }).collect();
+    let bshape: Vec<usize> = (0..r)
+        .map(|i| if axes.contains(&i) { d[i] } else { 1 })
+        .collect();
     let place = |t: FloatTensor<B>| -> KResult<FloatTensor<B>> {
         if order != axes {
             // Permute the parameter into ascending-axis order first.
-            let perm: Vec<usize> = axes.iter().map(|a| order.iter().position(|o| o == a).unwrap()).collect();
+            let perm: Vec<usize> = axes
+                .iter()
+                .map(|a| order.iter().position(|o| o == a).unwrap())
+                .collect();
             let t = reshape::<B>(t, &order.iter().map(|a| d[*a]).collect::<Vec<_>>());
-            return Ok(expand::<B>(reshape::<B>(B::float_permute(t, &perm), &bshape), &d));
+            return Ok(expand::<B>(
+                reshape::<B>(B::float_permute(t, &perm), &bshape),
+                &d,
+            ));
         }
         Ok(expand::<B>(reshape::<B>(t, &bshape), &d))
     };
@@ -89,7 +107,10 @@ fn instance_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (g, b) = (c.opt_tensor("gamma")?, c.opt_tensor("beta")?);
     let axes: Vec<usize> = (2..r).collect();
     let y = normalize::<B>(x.t, &axes, eps);
-    Ok(vec![c.val(affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)), 0)?])
+    Ok(vec![c.val(
+        affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)),
+        0,
+    )?])
 }
 
 fn batch_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
@@ -102,7 +123,10 @@ fn batch_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let s = B::float_sqrt(B::float_add_scalar(var.t, eps.into()));
     let s = expand::<B>(per_channel::<B>(s, d.len()), &d);
     let y = B::float_div(B::float_sub(x.t, m), s);
-    Ok(vec![c.val(affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)), 0)?])
+    Ok(vec![c.val(
+        affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)),
+        0,
+    )?])
 }
 
 /// Group norm of x [N, C, …]: statistics over (C/G channels × spatial) per group, then
@@ -115,8 +139,11 @@ pub fn group_norm_fn<B: RtBackend>(
     beta: Option<FloatTensor<B>>,
 ) -> KResult<FloatTensor<B>> {
     let d = dims::<B>(&x);
-    if d.len() < 2 || d[1] % groups != 0 {
-        return Err(KernelError::param("x", format!("{d:?} does not split into {groups} groups")));
+    if d.len() < 2 || !d[1].is_multiple_of(groups) {
+        return Err(KernelError::param(
+            "x",
+            format!("{d:?} does not split into {groups} groups"),
+        ));
     }
     let n = d[0];
     let per: usize = d[1..].iter().product::<usize>() / groups;

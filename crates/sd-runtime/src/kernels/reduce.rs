@@ -15,11 +15,17 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("reduce_argmin", |c| arg(c, false));
 }
 
-fn reduce<B: RtBackend>(c: &mut Ctx<'_, B>, f: fn(FloatTensor<B>, usize) -> FloatTensor<B>) -> KResult<Vec<Val<B>>> {
+fn reduce<B: RtBackend>(
+    c: &mut Ctx<'_, B>,
+    f: fn(FloatTensor<B>, usize) -> FloatTensor<B>,
+) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     let r = x.rank();
     let axes = match c.opt_ints("axes")? {
-        Some(a) => a.into_iter().map(|a| axis(a, r)).collect::<KResult<Vec<_>>>()?,
+        Some(a) => a
+            .into_iter()
+            .map(|a| axis(a, r))
+            .collect::<KResult<Vec<_>>>()?,
         None => (0..r).collect(),
     };
     let mut t = x.t;

@@ -4,8 +4,8 @@
 use super::util::{self, axis, cat, dims, narrow, permute, reshape};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
 use burn::tensor::Slice;
+use burn::tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     // Reshape-like ops take the output shape the program declares (checked by sd-mil's
@@ -16,7 +16,10 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("transpose", |c| {
         let x = c.tensor("x")?;
         let perm = c.ints("perm")?;
-        let p = perm.iter().map(|a| axis(*a, x.rank())).collect::<KResult<Vec<_>>>()?;
+        let p = perm
+            .iter()
+            .map(|a| axis(*a, x.rank()))
+            .collect::<KResult<Vec<_>>>()?;
         Ok(vec![c.val(permute::<B>(x.t, &p), 0)?])
     });
     r.insert("concat", concat);
@@ -55,7 +58,10 @@ fn to_declared_shape<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     let shape = c.out(0)?.shape.clone();
     if x.shape().iter().product::<usize>() != shape.iter().product::<usize>() {
-        return Err(KernelError::param("x", format!("cannot reshape {:?} to {shape:?}", x.shape())));
+        return Err(KernelError::param(
+            "x",
+            format!("cannot reshape {:?} to {shape:?}", x.shape()),
+        ));
     }
     Ok(vec![c.val(reshape::<B>(x.t, &shape), 0)?])
 }
@@ -92,21 +98,47 @@ fn split<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
         start += len;
     }
     if start != x.shape()[a] {
-        return Err(KernelError::new(format!("split sizes add up to {start}, axis has {}", x.shape()[a])));
+        return Err(KernelError::new(format!(
+            "split sizes add up to {start}, axis has {}",
+            x.shape()[a]
+        )));
     }
     Ok(outs)
 }
 
 /// Python slicing of one axis: (start, count, step) with masks.
-pub fn resolve_slice(dim: i64, begin: i64, end: i64, stride: i64, begin_all: bool, end_all: bool) -> (i64, i64, i64) {
+pub fn resolve_slice(
+    dim: i64,
+    begin: i64,
+    end: i64,
+    stride: i64,
+    begin_all: bool,
+    end_all: bool,
+) -> (i64, i64, i64) {
     let wrap = |v: i64| if v < 0 { v + dim } else { v };
     if stride > 0 {
-        let b = if begin_all { 0 } else { wrap(begin).clamp(0, dim) };
-        let e = if end_all { dim } else { wrap(end).clamp(0, dim) };
+        let b = if begin_all {
+            0
+        } else {
+            wrap(begin).clamp(0, dim)
+        };
+        let e = if end_all {
+            dim
+        } else {
+            wrap(end).clamp(0, dim)
+        };
         (b, ((e - b).max(0) + stride - 1) / stride, stride)
     } else {
-        let b = if begin_all { dim - 1 } else { wrap(begin).clamp(-1, dim - 1) };
-        let e = if end_all { -1 } else { wrap(end).clamp(-1, dim - 1) };
+        let b = if begin_all {
+            dim - 1
+        } else {
+            wrap(begin).clamp(-1, dim - 1)
+        };
+        let e = if end_all {
+            -1
+        } else {
+            wrap(end).clamp(-1, dim - 1)
+        };
         (b, ((b - e).max(0) + (-stride) - 1) / (-stride), stride)
     }
 }
@@ -123,7 +155,11 @@ pub fn strided<B: RtBackend>(x: FloatTensor<B>, s: &[(i64, i64, i64)]) -> FloatT
                 return Slice::new(0, Some(0), 1);
             }
             if step > 0 {
-                Slice::new(start as isize, Some((start + (count - 1) * step + 1) as isize), step as isize)
+                Slice::new(
+                    start as isize,
+                    Some((start + (count - 1) * step + 1) as isize),
+                    step as isize,
+                )
             } else {
                 // Take the same elements ascending, then flip the axis.
                 flip.push(i);
@@ -132,9 +168,16 @@ pub fn strided<B: RtBackend>(x: FloatTensor<B>, s: &[(i64, i64, i64)]) -> FloatT
             }
         })
         .collect();
-    let full = slices.iter().zip(&d).all(|(sl, n)| sl.start == 0 && sl.end == Some(*n as isize) && sl.step == 1);
+    let full = slices
+        .iter()
+        .zip(&d)
+        .all(|(sl, n)| sl.start == 0 && sl.end == Some(*n as isize) && sl.step == 1);
     let y = if full { x } else { B::float_slice(x, &slices) };
-    if flip.is_empty() { y } else { B::float_flip(y, &flip) }
+    if flip.is_empty() {
+        y
+    } else {
+        B::float_flip(y, &flip)
+    }
 }
 
 fn slice_by_index<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
@@ -144,7 +187,10 @@ fn slice_by_index<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let get = |c: &mut Ctx<'_, B>, p: &str, default: i64| -> KResult<Vec<i64>> {
         let v = c.opt_ints(p)?.unwrap_or(vec![default; r]);
         if v.len() != r {
-            return Err(KernelError::param(p, format!("expected {r} values, got {v:?}")));
+            return Err(KernelError::param(
+                p,
+                format!("expected {r} values, got {v:?}"),
+            ));
         }
         Ok(v)
     };
@@ -155,7 +201,14 @@ fn slice_by_index<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
         if stride[i] == 0 {
             return Err(KernelError::param("stride", "stride 0"));
         }
-        s.push(resolve_slice(d[i] as i64, begin[i], end[i], stride[i], bm[i] != 0, em[i] != 0));
+        s.push(resolve_slice(
+            d[i] as i64,
+            begin[i],
+            end[i],
+            stride[i],
+            bm[i] != 0,
+            em[i] != 0,
+        ));
     }
     let y = strided::<B>(x.t, &s);
     let out = c.out(0)?.shape.clone();
@@ -167,17 +220,34 @@ fn slice_by_size<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let d = x.shape();
     let (begin, size) = (c.ints("begin")?, c.ints("size")?);
     if begin.len() != d.len() || size.len() != d.len() {
-        return Err(KernelError::param("size", format!("expected {} values", d.len())));
+        return Err(KernelError::param(
+            "size",
+            format!("expected {} values", d.len()),
+        ));
     }
     let s: Vec<(i64, i64, i64)> = (0..d.len())
         .map(|i| {
-            let b = if begin[i] < 0 { begin[i] + d[i] as i64 } else { begin[i] };
-            let n = if size[i] == -1 { d[i] as i64 - b } else { size[i] };
+            let b = if begin[i] < 0 {
+                begin[i] + d[i] as i64
+            } else {
+                begin[i]
+            };
+            let n = if size[i] == -1 {
+                d[i] as i64 - b
+            } else {
+                size[i]
+            };
             (b, n, 1)
         })
         .collect();
-    if s.iter().zip(&d).any(|((b, n, _), dim)| *b < 0 || *n < 0 || b + n > *dim as i64) {
-        return Err(KernelError::param("size", format!("slice {begin:?}+{size:?} is outside {d:?}")));
+    if s.iter()
+        .zip(&d)
+        .any(|((b, n, _), dim)| *b < 0 || *n < 0 || b + n > *dim as i64)
+    {
+        return Err(KernelError::param(
+            "size",
+            format!("slice {begin:?}+{size:?} is outside {d:?}"),
+        ));
     }
     Ok(vec![c.val(strided::<B>(x.t, &s), 0)?])
 }

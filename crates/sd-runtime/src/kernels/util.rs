@@ -58,13 +58,25 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let x = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let y = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let x = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => return Err(KernelError::new(format!("shapes {a:?} and {b:?} do not broadcast"))),
+            _ => {
+                return Err(KernelError::new(format!(
+                    "shapes {a:?} and {b:?} do not broadcast"
+                )));
+            }
         };
     }
     Ok(out)
@@ -80,7 +92,10 @@ pub fn expand<B: RtBackend>(t: FloatTensor<B>, shape: &[usize]) -> FloatTensor<B
 }
 
 /// Brings two operands to one broadcast shape.
-pub fn broadcast_pair<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<(FloatTensor<B>, FloatTensor<B>)> {
+pub fn broadcast_pair<B: RtBackend>(
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> KResult<(FloatTensor<B>, FloatTensor<B>)> {
     let s = broadcast(&dims::<B>(&a), &dims::<B>(&b))?;
     Ok((expand::<B>(a, &s), expand::<B>(b, &s)))
 }
@@ -92,17 +107,30 @@ pub fn axis(a: i64, rank: usize) -> KResult<usize> {
     if (0..r.max(1)).contains(&v) {
         Ok(v as usize)
     } else {
-        Err(KernelError::new(format!("axis {a} is out of range for rank {rank}")))
+        Err(KernelError::new(format!(
+            "axis {a} is out of range for rank {rank}"
+        )))
     }
 }
 
 /// `t[.., start..end, ..]` on one axis.
-pub fn narrow<B: RtBackend>(t: FloatTensor<B>, axis: usize, start: usize, end: usize) -> FloatTensor<B> {
+pub fn narrow<B: RtBackend>(
+    t: FloatTensor<B>,
+    axis: usize,
+    start: usize,
+    end: usize,
+) -> FloatTensor<B> {
     let d = dims::<B>(&t);
     let slices: Vec<Slice> = d
         .iter()
         .enumerate()
-        .map(|(i, &n)| if i == axis { Slice::new(start as isize, Some(end as isize), 1) } else { Slice::new(0, Some(n as isize), 1) })
+        .map(|(i, &n)| {
+            if i == axis {
+                Slice::new(start as isize, Some(end as isize), 1)
+            } else {
+                Slice::new(0, Some(n as isize), 1)
+            }
+        })
         .collect();
     B::float_slice(t, &slices)
 }
@@ -116,13 +144,18 @@ pub fn cat<B: RtBackend>(ts: Vec<FloatTensor<B>>, axis: usize) -> FloatTensor<B>
 }
 
 /// Int tensor (backend default int type) from host indices.
-pub fn int_from_vec<B: RtBackend>(v: Vec<i64>, shape: &[usize], device: &B::Device) -> IntTensor<B> {
+pub fn int_from_vec<B: RtBackend>(
+    v: Vec<i64>,
+    shape: &[usize],
+    device: &B::Device,
+) -> IntTensor<B> {
     B::int_from_data(TensorData::new(v, shape.to_vec()), device)
 }
 
 /// Float 0/1 → bool mask.
 pub fn to_mask<B: RtBackend>(t: FloatTensor<B>) -> BoolTensor<B> {
-    let dt: BoolDType = burn::tensor::backend::get_device_settings::<B>(&B::float_device(&t)).bool_dtype;
+    let dt: BoolDType =
+        burn::tensor::backend::get_device_settings::<B>(&B::float_device(&t)).bool_dtype;
     B::float_not_equal_elem(t, 0.0f32.into(), dt)
 }
 
@@ -134,5 +167,10 @@ pub fn from_mask<B: RtBackend>(m: BoolTensor<B>) -> FloatTensor<B> {
 /// A float tensor filled with one value.
 pub fn full<B: RtBackend>(shape: &[usize], v: f32, device: &B::Device) -> FloatTensor<B> {
     let shape: &[usize] = if shape.is_empty() { &[1] } else { shape };
-    B::float_full(Shape::from(shape.to_vec()), v.into(), device, FloatDType::F32)
+    B::float_full(
+        Shape::from(shape.to_vec()),
+        v.into(),
+        device,
+        FloatDType::F32,
+    )
 }

@@ -9,12 +9,17 @@
 //!   oh = einsum("bchk,bkhq->bchq", vh, w)
 //! out = concat(o0 … oH−1, axis 1).
 
-use super::common::{Index, const_floats, const_ints, fused_op, name_of};
 use super::ATTENTION_OP;
+use super::common::{Index, const_floats, const_ints, fused_op, name_of};
 use sd_mil::{Binding, ConstValue, Function, Operation};
 
 /// (source value, begin, end) of a slice_by_index taking a contiguous range of one axis.
-fn channel_slice(f: &Function, idx: &Index, name: &str, axis: usize) -> Option<(String, usize, usize)> {
+fn channel_slice(
+    f: &Function,
+    idx: &Index,
+    name: &str,
+    axis: usize,
+) -> Option<(String, usize, usize)> {
     let (_, op) = idx.producer_of(f, name, "slice_by_index")?;
     let src = name_of(op, "x")?.to_string();
     let st = f.value_type(&src)?;
@@ -52,7 +57,10 @@ struct Head {
 fn equation(f: &Function, idx: &Index, op: &Operation) -> Option<String> {
     match op.input("equation")? {
         [Binding::Value(v)] => v.as_str().map(str::to_string),
-        [Binding::Name(n)] => f.operations[*idx.producer.get(n)?].const_value()?.as_str().map(|s| s.replace(' ', "")),
+        [Binding::Name(n)] => f.operations[*idx.producer.get(n)?]
+            .const_value()?
+            .as_str()
+            .map(|s| s.replace(' ', "")),
         _ => None,
     }
 }
@@ -66,8 +74,20 @@ fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
     if equation(f, idx, pv)?.as_str() != "bchk,bkhq->bchq" || !only_readers(idx, out, 1) {
         return None;
     }
-    let vals: Vec<&str> = pv.input("values")?.iter().map(|b| if let Binding::Name(n) = b { n.as_str() } else { "" }).collect();
-    let [vh, w] = vals.as_slice() else { return None };
+    let vals: Vec<&str> = pv
+        .input("values")?
+        .iter()
+        .map(|b| {
+            if let Binding::Name(n) = b {
+                n.as_str()
+            } else {
+                ""
+            }
+        })
+        .collect();
+    let [vh, w] = vals.as_slice() else {
+        return None;
+    };
     let (_, sm) = idx.producer_of(f, w, "softmax")?;
     let ax = const_ints(f, idx, sm, "axis")?;
     if ax != [1] || !only_readers(idx, w, 1) {
@@ -79,7 +99,11 @@ fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
         if !only_readers(idx, &logits, 1) {
             return None;
         }
-        let (a, other) = if idx.producer_of(f, name_of(mul, "x")?, "einsum").is_some() { ("x", "y") } else { ("y", "x") };
+        let (a, other) = if idx.producer_of(f, name_of(mul, "x")?, "einsum").is_some() {
+            ("x", "y")
+        } else {
+            ("y", "x")
+        };
         let s = const_floats(f, idx, mul, other)?;
         let first = *s.first()?;
         if s.iter().any(|v| *v != first) {
@@ -92,9 +116,26 @@ fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
     if equation(f, idx, qk)?.as_str() != "bkhc,bchq->bkhq" || !only_readers(idx, &logits, 1) {
         return None;
     }
-    let vals: Vec<&str> = qk.input("values")?.iter().map(|b| if let Binding::Name(n) = b { n.as_str() } else { "" }).collect();
-    let [kh, qh] = vals.as_slice() else { return None };
-    Some(Head { q: channel_slice(f, idx, qh, 1)?, k: channel_slice(f, idx, kh, 3)?, v: channel_slice(f, idx, vh, 1)?, scale })
+    let vals: Vec<&str> = qk
+        .input("values")?
+        .iter()
+        .map(|b| {
+            if let Binding::Name(n) = b {
+                n.as_str()
+            } else {
+                ""
+            }
+        })
+        .collect();
+    let [kh, qh] = vals.as_slice() else {
+        return None;
+    };
+    Some(Head {
+        q: channel_slice(f, idx, qh, 1)?,
+        k: channel_slice(f, idx, kh, 3)?,
+        v: channel_slice(f, idx, vh, 1)?,
+        scale,
+    })
 }
 
 /// Fuses every split-einsum attention block; returns how many were fused.
@@ -108,11 +149,24 @@ pub fn fuse_split_einsum_attention(f: &mut Function) -> usize {
             if op.op_type != "concat" || skip.contains(&op.name) {
                 continue;
             }
-            if const_ints(f, &idx, op, "axis") != Some(vec![1]) || const_ints(f, &idx, op, "interleave").is_some_and(|v| v != [0]) {
+            if const_ints(f, &idx, op, "axis") != Some(vec![1])
+                || const_ints(f, &idx, op, "interleave").is_some_and(|v| v != [0])
+            {
                 continue;
             }
-            let Some(vals) = op.input("values") else { continue };
-            let heads: Option<Vec<Head>> = vals.iter().map(|b| if let Binding::Name(n) = b { head(f, &idx, n) } else { None }).collect();
+            let Some(vals) = op.input("values") else {
+                continue;
+            };
+            let heads: Option<Vec<Head>> = vals
+                .iter()
+                .map(|b| {
+                    if let Binding::Name(n) = b {
+                        head(f, &idx, n)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let Some(heads) = heads else { continue };
             if heads.is_empty() {
                 continue;
@@ -121,24 +175,41 @@ pub fn fuse_split_einsum_attention(f: &mut Function) -> usize {
             let (q0, k0, v0) = (&heads[0].q.0, &heads[0].k.0, &heads[0].v.0);
             let d = heads[0].q.2 - heads[0].q.1;
             let ok = heads.iter().enumerate().all(|(h, hd)| {
-                [(&hd.q, q0), (&hd.k, k0), (&hd.v, v0)].iter().all(|((s, b, e), src)| s == *src && *b == h * d && *e == (h + 1) * d)
+                [(&hd.q, q0), (&hd.k, k0), (&hd.v, v0)]
+                    .iter()
+                    .all(|((s, b, e), src)| s == *src && *b == h * d && *e == (h + 1) * d)
                     && hd.scale == heads[0].scale
             });
-            let covers = |n: &str, axis: usize| f.value_type(n).is_some_and(|t| t.shape[axis] == heads.len() * d);
+            let covers = |n: &str, axis: usize| {
+                f.value_type(n)
+                    .is_some_and(|t| t.shape[axis] == heads.len() * d)
+            };
             if !ok || !covers(q0, 1) || !covers(k0, 3) || !covers(v0, 1) {
                 skip.insert(op.name.clone());
                 continue;
             }
-            found = Some((i, q0.clone(), k0.clone(), v0.clone(), heads.len(), heads[0].scale));
+            found = Some((
+                i,
+                q0.clone(),
+                k0.clone(),
+                v0.clone(),
+                heads.len(),
+                heads[0].scale,
+            ));
             break;
         }
-        let Some((i, q, k, v, heads, scale)) = found else { break };
+        let Some((i, q, k, v, heads, scale)) = found else {
+            break;
+        };
         let op = &f.operations[i];
         let fused = fused_op(
             ATTENTION_OP,
             &format!("{}_attention", op.name),
             &[("q", &q), ("kt", &k), ("v", &v)],
-            vec![("heads", ConstValue::scalar_i32(heads as i32)), ("scale", ConstValue::scalar_f32(scale))],
+            vec![
+                ("heads", ConstValue::scalar_i32(heads as i32)),
+                ("scale", ConstValue::scalar_f32(scale)),
+            ],
             op.outputs.clone(),
         );
         f.operations[i] = fused;

@@ -34,7 +34,12 @@ impl Index {
     }
 
     /// The op producing `name`, if its type is `op_type`.
-    pub fn producer_of<'f>(&self, f: &'f Function, name: &str, op_type: &str) -> Option<(usize, &'f Operation)> {
+    pub fn producer_of<'f>(
+        &self,
+        f: &'f Function,
+        name: &str,
+        op_type: &str,
+    ) -> Option<(usize, &'f Operation)> {
         let i = *self.producer.get(name)?;
         let op = &f.operations[i];
         (op.op_type == op_type).then_some((i, op))
@@ -69,10 +74,29 @@ pub fn name_of<'a>(op: &'a Operation, param: &str) -> Option<&'a str> {
 }
 
 /// A new op with inline constant parameters.
-pub fn fused_op(op_type: &str, name: &str, names: &[(&str, &str)], consts: Vec<(&str, ConstValue)>, outputs: Vec<sd_mil::Var>) -> Operation {
-    let mut inputs: Vec<(String, Vec<Binding>)> = names.iter().map(|(p, n)| (p.to_string(), vec![Binding::Name(n.to_string())])).collect();
-    inputs.extend(consts.into_iter().map(|(p, v)| (p.to_string(), vec![Binding::Value(v)])));
-    Operation { op_type: op_type.to_string(), name: name.to_string(), inputs, outputs, attributes: Default::default() }
+pub fn fused_op(
+    op_type: &str,
+    name: &str,
+    names: &[(&str, &str)],
+    consts: Vec<(&str, ConstValue)>,
+    outputs: Vec<sd_mil::Var>,
+) -> Operation {
+    let mut inputs: Vec<(String, Vec<Binding>)> = names
+        .iter()
+        .map(|(p, n)| (p.to_string(), vec![Binding::Name(n.to_string())]))
+        .collect();
+    inputs.extend(
+        consts
+            .into_iter()
+            .map(|(p, v)| (p.to_string(), vec![Binding::Value(v)])),
+    );
+    Operation {
+        op_type: op_type.to_string(),
+        name: name.to_string(),
+        inputs,
+        outputs,
+        attributes: Default::default(),
+    }
 }
 
 #[cfg(test)]
@@ -84,18 +108,47 @@ pub(crate) mod test_support {
     fn root() -> PathBuf {
         std::env::var_os("SD_FIXTURES")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apple-tiny"))
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../../shared/fixtures/apple-tiny")
+            })
     }
 
     /// Runs a split-einsum package with and without the passes; returns (fused model,
     /// min PSNR of fused vs unfused over outputs) in the given precision.
     pub fn fused_vs_unfused(component: &str, precision: Precision) -> (Model, f64) {
-        let pkg = root().join(format!("packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"));
-        let refs = Tensor::read_safetensors(root().join(format!("reference/{component}.io.safetensors"))).unwrap();
-        let inputs: HashMap<String, Tensor> = refs.into_iter().filter_map(|(n, t)| n.strip_prefix("in.").map(|n| (n.to_string(), t))).collect();
-        let fused = Model::load(&pkg, LoadOptions { compute: precision, fuse: true, ..Default::default() }).unwrap();
-        let plain = Model::load(&pkg, LoadOptions { compute: precision, fuse: false, ..Default::default() }).unwrap();
-        let (a, b) = (fused.predict(&inputs).unwrap(), plain.predict(&inputs).unwrap());
+        let pkg = root().join(format!(
+            "packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
+        ));
+        let refs =
+            Tensor::read_safetensors(root().join(format!("reference/{component}.io.safetensors")))
+                .unwrap();
+        let inputs: HashMap<String, Tensor> = refs
+            .into_iter()
+            .filter_map(|(n, t)| n.strip_prefix("in.").map(|n| (n.to_string(), t)))
+            .collect();
+        let fused = Model::load(
+            &pkg,
+            LoadOptions {
+                compute: precision,
+                fuse: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let plain = Model::load(
+            &pkg,
+            LoadOptions {
+                compute: precision,
+                fuse: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (a, b) = (
+            fused.predict(&inputs).unwrap(),
+            plain.predict(&inputs).unwrap(),
+        );
         let mut worst = f64::INFINITY;
         for (k, v) in &a {
             let p = psnr(&v.to_f32_vec(), &b[k].to_f32_vec());

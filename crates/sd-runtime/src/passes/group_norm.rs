@@ -5,8 +5,8 @@
 //! (`batch_norm` with constant statistics, or `mul` then `add`), which is folded into the
 //! fused op's gamma/beta.
 
-use super::common::{Index, const_floats, const_ints, fused_op, name_of};
 use super::GROUP_NORM_OP;
+use super::common::{Index, const_floats, const_ints, fused_op, name_of};
 use sd_mil::{ConstValue, Function};
 
 struct Match {
@@ -27,7 +27,16 @@ fn only_reader(idx: &Index, name: &str, op_type: &str, f: &Function) -> Option<u
 }
 
 fn full_axes(axes: &[i64], rank: usize) -> bool {
-    let mut a: Vec<usize> = axes.iter().map(|&x| if x < 0 { (x + rank as i64) as usize } else { x as usize }).collect();
+    let mut a: Vec<usize> = axes
+        .iter()
+        .map(|&x| {
+            if x < 0 {
+                (x + rank as i64) as usize
+            } else {
+                x as usize
+            }
+        })
+        .collect();
     a.sort_unstable();
     a == (2..rank).collect::<Vec<_>>()
 }
@@ -40,7 +49,11 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
     let x = name_of(r1, "x")?.to_string();
     let xt = f.value_type(&x)?;
     let gt = &r1.outputs[0].ty;
-    if xt.rank() < 2 || gt.rank() < 3 || gt.shape[0] != xt.shape[0] || xt.shape[1] % gt.shape[1] != 0 {
+    if xt.rank() < 2
+        || gt.rank() < 3
+        || gt.shape[0] != xt.shape[0]
+        || xt.shape[1] % gt.shape[1] != 0
+    {
         return None;
     }
     let groups = gt.shape[1];
@@ -55,7 +68,10 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
     }
     let sub_i = *rs.iter().find(|&&r| r != rm1 && r != usize::MAX)?;
     let sub = &ops[sub_i];
-    if sub.op_type != "sub" || name_of(sub, "x")? != r1_out || name_of(sub, "y")? != mean.outputs[0].name {
+    if sub.op_type != "sub"
+        || name_of(sub, "x")? != r1_out
+        || name_of(sub, "y")? != mean.outputs[0].name
+    {
         return None;
     }
     let centred = &sub.outputs[0].name;
@@ -67,20 +83,28 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
     let div_i = *cr.iter().find(|&&r| ops[r].op_type == "real_div")?;
     let rm2_i = only_reader(idx, &ops[sq_i].outputs[0].name, "reduce_mean", f)?;
     let rm2 = &ops[rm2_i];
-    if !const_ints(f, idx, rm2, "keep_dims").is_some_and(|k| k == [1]) || !full_axes(&const_ints(f, idx, rm2, "axes")?, gt.rank()) {
+    if const_ints(f, idx, rm2, "keep_dims").is_none_or(|k| k != [1])
+        || !full_axes(&const_ints(f, idx, rm2, "axes")?, gt.rank())
+    {
         return None;
     }
     let add_i = only_reader(idx, &rm2.outputs[0].name, "add", f)?;
     let add = &ops[add_i];
     let var_name = &rm2.outputs[0].name;
-    let eps_param = if name_of(add, "x") == Some(var_name) { "y" } else { "x" };
+    let eps_param = if name_of(add, "x") == Some(var_name) {
+        "y"
+    } else {
+        "x"
+    };
     let eps = match const_floats(f, idx, add, eps_param)?.as_slice() {
         [e] => *e,
         _ => return None,
     };
     let sqrt_i = only_reader(idx, &add.outputs[0].name, "sqrt", f)?;
     let div = &ops[div_i];
-    if only_reader(idx, &ops[sqrt_i].outputs[0].name, "real_div", f)? != div_i || name_of(div, "x")? != centred {
+    if only_reader(idx, &ops[sqrt_i].outputs[0].name, "real_div", f)? != div_i
+        || name_of(div, "x")? != centred
+    {
         return None;
     }
     let r2_i = only_reader(idx, &div.outputs[0].name, "reshape", f)?;
@@ -90,11 +114,21 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
         return None;
     }
     let channels = xt.shape[1];
-    let mut m = Match { x, groups, eps, channels, gamma: None, beta: None, last: r2_i };
+    let mut m = Match {
+        x,
+        groups,
+        eps,
+        channels,
+        gamma: None,
+        beta: None,
+        last: r2_i,
+    };
     // Fold a constant per-channel affine that follows.
     let out = &r2.outputs[0].name;
     let per_channel = |v: &Vec<f32>, ty: &sd_mil::TensorType| -> bool {
-        v.len() == channels && ty.shape.iter().filter(|d| **d != 1).count() <= 1 && (ty.rank() < 2 || ty.shape.get(1) == Some(&channels) || ty.rank() == 1)
+        v.len() == channels
+            && ty.shape.iter().filter(|d| **d != 1).count() <= 1
+            && (ty.rank() < 2 || ty.shape.get(1) == Some(&channels) || ty.rank() == 1)
     };
     if let Some(bn_i) = only_reader(idx, out, "batch_norm", f) {
         let bn = &ops[bn_i];
@@ -103,15 +137,28 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
         let e = get("epsilon").map(|v| v[0]).unwrap_or(1e-5);
         let gamma = get("gamma").unwrap_or(vec![1.0; channels]);
         let beta = get("beta").unwrap_or(vec![0.0; channels]);
-        if [mean.len(), var.len(), gamma.len(), beta.len()].iter().all(|l| *l == channels) {
-            let scale: Vec<f32> = (0..channels).map(|c| gamma[c] / (var[c] + e).sqrt()).collect();
-            m.beta = Some((0..channels).map(|c| beta[c] - mean[c] * scale[c]).collect());
+        if [mean.len(), var.len(), gamma.len(), beta.len()]
+            .iter()
+            .all(|l| *l == channels)
+        {
+            let scale: Vec<f32> = (0..channels)
+                .map(|c| gamma[c] / (var[c] + e).sqrt())
+                .collect();
+            m.beta = Some(
+                (0..channels)
+                    .map(|c| beta[c] - mean[c] * scale[c])
+                    .collect(),
+            );
             m.gamma = Some(scale);
             m.last = bn_i;
         }
     } else if let Some(mul_i) = only_reader(idx, out, "mul", f) {
         let mul = &ops[mul_i];
-        let other = if name_of(mul, "x") == Some(out) { "y" } else { "x" };
+        let other = if name_of(mul, "x") == Some(out) {
+            "y"
+        } else {
+            "x"
+        };
         if let (Some(g), Some(gname)) = (const_floats(f, idx, mul, other), name_of(mul, other))
             && per_channel(&g, f.value_type(gname)?)
         {
@@ -120,7 +167,11 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
             let mo = &mul.outputs[0].name;
             if let Some(add_i) = only_reader(idx, mo, "add", f) {
                 let a = &ops[add_i];
-                let other = if name_of(a, "x") == Some(mo) { "y" } else { "x" };
+                let other = if name_of(a, "x") == Some(mo) {
+                    "y"
+                } else {
+                    "x"
+                };
                 if let (Some(b), Some(bname)) = (const_floats(f, idx, a, other), name_of(a, other))
                     && per_channel(&b, f.value_type(bname)?)
                 {
@@ -145,12 +196,21 @@ pub fn fuse_group_norm(f: &mut Function) -> usize {
         let last = &f.operations[m.last];
         let outputs = last.outputs.clone();
         let name = format!("{}_group_norm", last.name);
-        let mut consts = vec![("groups", ConstValue::scalar_i32(m.groups as i32)), ("epsilon", ConstValue::scalar_f32(m.eps))];
+        let mut consts = vec![
+            ("groups", ConstValue::scalar_i32(m.groups as i32)),
+            ("epsilon", ConstValue::scalar_f32(m.eps)),
+        ];
         if let Some(g) = m.gamma {
-            consts.push(("gamma", ConstValue::f32([m.channels], &g).expect("sizes match")));
+            consts.push((
+                "gamma",
+                ConstValue::f32([m.channels], &g).expect("sizes match"),
+            ));
         }
         if let Some(b) = m.beta {
-            consts.push(("beta", ConstValue::f32([m.channels], &b).expect("sizes match")));
+            consts.push((
+                "beta",
+                ConstValue::f32([m.channels], &b).expect("sizes match"),
+            ));
         }
         f.operations[m.last] = fused_op(GROUP_NORM_OP, &name, &[("x", &m.x)], consts, outputs);
         sd_mil::graph::eliminate_dead_code(f);

@@ -1,8 +1,8 @@
 //! Graph passes run on the MIL function before planning. Each pass lives in its own file
 //! and leaves the function's outputs unchanged (up to floating-point rounding).
 
-mod common;
 pub mod attention;
+mod common;
 pub mod group_norm;
 
 /// Op type of the fused group norm (x, groups, epsilon, gamma?, beta?).

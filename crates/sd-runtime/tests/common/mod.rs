@@ -9,17 +9,23 @@ use std::path::PathBuf;
 pub fn fixtures() -> PathBuf {
     std::env::var_os("SD_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apple-tiny"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/apple-tiny")
+        })
 }
 
 /// A package: `folder` (split_einsum, original, …) and component (unet, text_encoder, …).
 pub fn package(folder: &str, component: &str) -> PathBuf {
-    fixtures().join("packages").join(folder).join(format!("Stable_Diffusion_version_sd-tiny_{component}.mlpackage"))
+    fixtures().join("packages").join(folder).join(format!(
+        "Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
+    ))
 }
 
 /// Reference inputs and outputs of a component, without the `in.`/`out.` prefixes.
 pub fn reference(component: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    let path = fixtures().join("reference").join(format!("{component}.io.safetensors"));
+    let path = fixtures()
+        .join("reference")
+        .join(format!("{component}.io.safetensors"));
     let (mut ins, mut outs) = (HashMap::new(), HashMap::new());
     for (name, t) in Tensor::read_safetensors(&path).unwrap() {
         if let Some(n) = name.strip_prefix("in.") {
@@ -42,7 +48,12 @@ pub fn model_inputs(model: &Model, all: &HashMap<String, Tensor>) -> HashMap<Str
 }
 
 /// PSNR of every output present in both maps, printed as a table row.
-pub fn report(label: &str, precision: Precision, got: &HashMap<String, Tensor>, want: &HashMap<String, Tensor>) -> Vec<(String, f64)> {
+pub fn report(
+    label: &str,
+    precision: Precision,
+    got: &HashMap<String, Tensor>,
+    want: &HashMap<String, Tensor>,
+) -> Vec<(String, f64)> {
     let mut rows = Vec::new();
     let mut names: Vec<&String> = got.keys().filter(|k| want.contains_key(*k)).collect();
     names.sort();
@@ -50,7 +61,10 @@ pub fn report(label: &str, precision: Precision, got: &HashMap<String, Tensor>, 
         let (a, b) = (&got[name], &want[name]);
         assert_eq!(a.shape, b.shape, "{label} {name}");
         let p = psnr(&a.to_f32_vec(), &b.to_f32_vec());
-        println!("PSNR | {label:<40} | {name:<20} | {:<7} | {p:7.2} dB", format!("{precision:?}"));
+        println!(
+            "PSNR | {label:<40} | {name:<20} | {:<7} | {p:7.2} dB",
+            format!("{precision:?}")
+        );
         rows.push((name.clone(), p));
     }
     assert!(!rows.is_empty(), "{label}: no output to compare");
@@ -58,7 +72,12 @@ pub fn report(label: &str, precision: Precision, got: &HashMap<String, Tensor>, 
 }
 
 /// Loads and runs a package on its component's reference inputs.
-pub fn run(folder: &str, component: &str, reference_component: &str, precision: Precision) -> Vec<(String, f64)> {
+pub fn run(
+    folder: &str,
+    component: &str,
+    reference_component: &str,
+    precision: Precision,
+) -> Vec<(String, f64)> {
     let model = Model::load_cpu(package(folder, component), precision).unwrap();
     let (ins, outs) = reference(reference_component);
     let got = model.predict(&model_inputs(&model, &ins)).unwrap();

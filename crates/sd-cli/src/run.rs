@@ -24,7 +24,7 @@ pub struct Args {
     /// Compute everything in fp32 instead of the program's precision.
     #[arg(long)]
     fp32: bool,
-    /// Device: cpu (default) or cuda (needs a build with the `cuda` feature).
+    /// Device: cpu (the only backend in this build; cuda is refused with an error).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Reference outputs (safetensors): prints the PSNR of each output against them.

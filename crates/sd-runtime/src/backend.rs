@@ -6,9 +6,9 @@
 //! hook below (group norm, attention, f16 rounding), or replace the op's entry in the
 //! [`crate::kernels::Registry`].
 
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{FloatDType, TensorMetadata};
+use burn_tensor::backend::Backend;
+use burn_tensor::ops::FloatTensor;
+use burn_tensor::{FloatDType, TensorMetadata};
 
 /// The CPU backend: burn's NdArray backend in f32.
 pub type Cpu = burn_ndarray::NdArray<f32>;
@@ -35,13 +35,6 @@ impl RtBackend for Cpu {
         }
     }
 }
-
-#[cfg(feature = "cuda")]
-/// The CUDA backend (f32 storage; fp16 programs round at op outputs like on the CPU).
-pub type Cuda = burn::backend::Cuda<f32, i32>;
-
-#[cfg(feature = "cuda")]
-impl RtBackend for Cuda {}
 
 /// Dimensions of a float primitive.
 pub fn dims<B: Backend>(t: &FloatTensor<B>) -> Vec<usize> {

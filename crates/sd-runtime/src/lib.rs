@@ -7,7 +7,7 @@
 //!
 //! Kernels sit behind one boundary: a [`kernels::Registry`] keyed by op type (replace one
 //! entry to plug in a faster attention, conv, matmul or group norm) over the
-//! [`backend::RtBackend`] trait (burn's NdArray on the CPU; CUDA behind the `cuda` feature).
+//! [`backend::RtBackend`] trait (burn's NdArray on the CPU; a CUDA backend is not wired in yet).
 //!
 //! ```no_run
 //! use sd_runtime::{Model, Precision, Tensor};

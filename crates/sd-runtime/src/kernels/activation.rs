@@ -3,7 +3,7 @@
 use super::util::{axis, dims};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("silu", |c| act(c, silu::<B>));

@@ -4,7 +4,7 @@ use super::linalg::matmul_nd;
 use super::util::{self, cat, dims, expand, narrow, reshape};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::{ConvOptions, FloatTensor, InterpolateMode, InterpolateOptions};
+use burn_tensor::ops::{ConvOptions, FloatTensor, InterpolateMode, InterpolateOptions};
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("conv", conv);

@@ -4,8 +4,8 @@
 use super::util::{self, broadcast_pair, dims, from_mask, to_mask};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::BoolDType;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::BoolDType;
+use burn_tensor::ops::FloatTensor;
 use sd_mil::DType;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
@@ -101,7 +101,7 @@ fn bool01<B: RtBackend>(x: FloatTensor<B>) -> FloatTensor<B> {
 
 fn pick<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>, max: bool) -> FloatTensor<B> {
     let dt: BoolDType =
-        burn::tensor::backend::get_device_settings::<B>(&B::float_device(&a)).bool_dtype;
+        burn_tensor::backend::get_device_settings::<B>(&B::float_device(&a)).bool_dtype;
     // Where b beats a, take b.
     let m = if max {
         B::float_greater(b.clone(), a.clone(), dt)
@@ -135,9 +135,9 @@ fn real_div<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
 
 fn compare<B: RtBackend>(
     c: &mut Ctx<'_, B>,
-    f: impl Fn(FloatTensor<B>, FloatTensor<B>, BoolDType) -> burn::tensor::ops::BoolTensor<B>,
+    f: impl Fn(FloatTensor<B>, FloatTensor<B>, BoolDType) -> burn_tensor::ops::BoolTensor<B>,
 ) -> KResult<Vec<Val<B>>> {
-    let dt: BoolDType = burn::tensor::backend::get_device_settings::<B>(c.device).bool_dtype;
+    let dt: BoolDType = burn_tensor::backend::get_device_settings::<B>(c.device).bool_dtype;
     binary(c, |a, b| Ok(from_mask::<B>(f(a, b, dt))))
 }
 

@@ -4,7 +4,7 @@ use super::activation::softmax;
 use super::util::{self, axis, broadcast, dims, expand, permute, reshape, to_mask, to_rank};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("linear", linear);

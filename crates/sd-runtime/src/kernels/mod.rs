@@ -20,8 +20,8 @@ pub(crate) mod util;
 pub use constexpr::{decompress, is_constexpr};
 
 use crate::backend::RtBackend;
-use burn::tensor::TensorMetadata;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::TensorMetadata;
+use burn_tensor::ops::FloatTensor;
 use sd_mil::catalogue::{self, Default as PDefault, OpSpec};
 use sd_mil::{DType, TensorType};
 use std::collections::HashMap;

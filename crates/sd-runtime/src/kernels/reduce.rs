@@ -3,7 +3,7 @@
 use super::util::{self, axis, reshape};
 use super::{Ctx, KResult, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("reduce_mean", |c| reduce(c, B::float_mean_dim));

@@ -4,8 +4,8 @@
 use super::util::{self, axis, cat, dims, narrow, permute, reshape};
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn::tensor::Slice;
-use burn::tensor::ops::FloatTensor;
+use burn_tensor::Slice;
+use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     // Reshape-like ops take the output shape the program declares (checked by sd-mil's

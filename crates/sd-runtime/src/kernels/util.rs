@@ -2,8 +2,8 @@
 
 use super::{KResult, KernelError};
 use crate::backend::RtBackend;
-use burn::tensor::ops::{BoolTensor, FloatTensor, IntTensor};
-use burn::tensor::{BoolDType, FloatDType, Shape, Slice, TensorData, TensorMetadata};
+use burn_tensor::ops::{BoolTensor, FloatTensor, IntTensor};
+use burn_tensor::{BoolDType, FloatDType, Shape, Slice, TensorData, TensorMetadata};
 
 /// A float tensor from host values.
 /// Rank-0 values are held with shape [1] (burn's CPU backend cannot reshape to rank 0).
@@ -14,7 +14,7 @@ pub fn from_vec<B: RtBackend>(v: Vec<f32>, shape: &[usize], device: &B::Device) 
 
 /// Host values of a float tensor.
 pub fn to_vec<B: RtBackend>(t: FloatTensor<B>) -> Vec<f32> {
-    let data = burn::tensor::try_read_sync(B::float_into_data(t))
+    let data = burn_tensor::try_read_sync(B::float_into_data(t))
         .expect("blocking read")
         .expect("tensor read");
     data.convert::<f32>().into_vec::<f32>().expect("f32 data")
@@ -155,7 +155,7 @@ pub fn int_from_vec<B: RtBackend>(
 /// Float 0/1 → bool mask.
 pub fn to_mask<B: RtBackend>(t: FloatTensor<B>) -> BoolTensor<B> {
     let dt: BoolDType =
-        burn::tensor::backend::get_device_settings::<B>(&B::float_device(&t)).bool_dtype;
+        burn_tensor::backend::get_device_settings::<B>(&B::float_device(&t)).bool_dtype;
     B::float_not_equal_elem(t, 0.0f32.into(), dt)
 }
 

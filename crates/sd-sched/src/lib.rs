@@ -92,11 +92,16 @@ pub trait Scheduler {
     fn num_inference_steps(&self) -> Option<usize>;
 
     /// The standard deviation of the initial noise.
-    fn init_noise_sigma(&self) -> f32;
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
 
     /// The model input for `timestep` (the sample divided by sqrt(sigma²+1) for sigma-based
     /// schedulers; unchanged otherwise).
-    fn scale_model_input(&mut self, sample: &[f32], timestep: f32) -> Result<Vec<f32>>;
+    fn scale_model_input(&mut self, sample: &[f32], timestep: f32) -> Result<Vec<f32>> {
+        let _ = timestep;
+        Ok(sample.to_vec())
+    }
 
     /// One denoising step from `sample` at `timestep` given the model's output. Stochastic
     /// schedulers draw one tensor of noise from `noise` per step (deterministic ones draw none).

@@ -128,14 +128,6 @@ impl Scheduler for PndmScheduler {
         self.num_inference_steps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&mut self, sample: &[f32], _timestep: f32) -> Result<Vec<f32>> {
-        Ok(sample.to_vec())
-    }
-
     fn step(
         &mut self,
         model_output: &[f32],

@@ -3,6 +3,8 @@
 
 use crate::venv::workspace_root;
 use anyhow::{Result, bail};
+use clap::Parser;
+use std::ffi::OsStr;
 use std::process::Command;
 
 /// Arguments of `cargo xtask test`.
@@ -14,6 +16,13 @@ pub struct Args {
     /// Extra arguments passed to `cargo test`.
     #[arg(last = true)]
     cargo_args: Vec<String>,
+}
+
+/// `check-mlpackage`'s arguments, parsed in-process.
+#[derive(Parser)]
+struct CheckCommand {
+    #[command(flatten)]
+    args: crate::check_mlpackage::Args,
 }
 
 /// Runs the suite.
@@ -35,12 +44,8 @@ pub fn run(args: Args) -> Result<()> {
     if !packages.exists() {
         bail!("the tests wrote no package under {}", packages.display());
     }
-    let status = Command::new(std::env::current_exe()?)
-        .arg("check-mlpackage")
-        .arg(&packages)
-        .status()?;
-    if !status.success() {
-        bail!("a package written by the tests failed the coremltools check");
-    }
-    Ok(())
+    // `cargo test` may have rebuilt this very binary, so run the check in-process.
+    let check =
+        CheckCommand::try_parse_from([OsStr::new("check-mlpackage"), packages.as_os_str()])?;
+    crate::check_mlpackage::run(check.args)
 }

@@ -9,6 +9,7 @@
 //! splits evenly) and values that are model outputs before the cut are kept.
 
 use crate::CompressError;
+use crate::weights::stored_bytes;
 use sd_mil::graph::{consumers, eliminate_dead_code};
 use sd_mil::{Binding, ConstValue, DType, Function, Model, Operation, TensorType, Var};
 use std::collections::{BTreeMap, HashSet};
@@ -28,38 +29,12 @@ fn is_constant(op: &Operation) -> bool {
     op.op_type == "const" || op.op_type.starts_with("constexpr_")
 }
 
-/// Weight bytes an op holds: a tensor `const`, or a constexpr op's stored values.
-fn weight_bytes(op: &Operation) -> u64 {
-    let size = |v: &ConstValue| {
-        if v.ty.rank() > 0 && v.ty.dtype != DType::String {
-            v.ty.storage_len() as u64
-        } else {
-            0
-        }
-    };
-    if op.op_type == "const" {
-        return op.const_value().map_or(0, size);
-    }
-    if op.op_type.starts_with("constexpr_") {
-        let inline = op
-            .inputs
-            .iter()
-            .flat_map(|(_, b)| b.iter())
-            .filter_map(|b| match b {
-                Binding::Value(v) => Some(v),
-                Binding::Name(_) => None,
-            });
-        return op.attributes.values().chain(inline).map(size).sum();
-    }
-    0
-}
-
 /// The index of the op after which the model is cut (see the module docs).
 pub fn cut_index(f: &Function) -> Result<usize, CompressError> {
-    let total: u64 = f.operations.iter().map(weight_bytes).sum();
+    let total: u64 = f.operations.iter().map(stored_bytes).sum();
     let mut cumulative = 0u64;
     for (i, op) in f.operations.iter().enumerate() {
-        cumulative += weight_bytes(op);
+        cumulative += stored_bytes(op);
         if 2 * cumulative > total
             && !is_constant(op)
             && op.outputs.len() == 1

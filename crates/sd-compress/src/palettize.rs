@@ -7,7 +7,7 @@
 
 use crate::CompressError;
 use crate::kmeans::optimal_kmeans_1d;
-use crate::weights::{candidate, gather_tables, read_f32, to_dtype_bytes};
+use crate::weights::{candidate, gather_tables, read_f32, stored_bytes, to_dtype_bytes};
 use rayon::prelude::*;
 use sd_mil::blob::pack_bits;
 use sd_mil::{ConstValue, DType, Function, Operation, Opset, Program, TensorType, Var};
@@ -264,17 +264,7 @@ pub fn palettize(
     for (i, new_op, before) in replaced {
         report.weights += 1;
         report.bytes_before += before;
-        report.bytes_after += new_op
-            .attributes
-            .values()
-            .chain(new_op.inputs.iter().flat_map(|(_, b)| {
-                b.iter().filter_map(|b| match b {
-                    sd_mil::Binding::Value(v) => Some(v),
-                    _ => None,
-                })
-            }))
-            .map(|v| v.ty.storage_len() as u64)
-            .sum::<u64>();
+        report.bytes_after += stored_bytes(&new_op);
         f.operations[i] = new_op;
     }
     debug!(

@@ -4,7 +4,7 @@
 //! point 0, one scale per channel along axis 0); from iOS18 `constexpr_blockwise_shift_scale`
 //! (inputs: int8 data, scale of the data's rank with one block per output channel).
 
-use crate::weights::{candidate, gather_tables, read_f32, to_dtype_bytes};
+use crate::weights::{candidate, gather_tables, read_f32, stored_bytes, to_dtype_bytes};
 use crate::{CompressError, CompressReport};
 use rayon::prelude::*;
 use sd_mil::{Binding, ConstValue, DType, Operation, Opset, Program, TensorType, Var};
@@ -110,8 +110,7 @@ pub fn quantize_linear8(
     for (i, op, before) in replaced {
         report.weights += 1;
         report.bytes_before += before;
-        report.bytes_after +=
-            op.outputs[0].ty.element_count() as u64 + 2 * op.outputs[0].ty.shape[0] as u64;
+        report.bytes_after += stored_bytes(&op);
         f.operations[i] = op;
     }
     sd_mil::graph::check_function(f).map_err(sd_mil::MilError::from)?;

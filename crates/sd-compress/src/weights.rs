@@ -1,7 +1,7 @@
 //! Which consts are compressible weights, and reading them as f32.
 
 use crate::CompressError;
-use sd_mil::{ConstValue, DType, Function, Operation};
+use sd_mil::{Binding, ConstValue, DType, Function, Operation};
 use std::collections::HashSet;
 
 /// Names of consts that feed a `gather` as its table (embedding tables stay uncompressed, as
@@ -48,4 +48,30 @@ pub fn to_dtype_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
             .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
+}
+
+/// Weight bytes an op stores: a tensor `const`, or a constexpr op's stored values.
+pub fn stored_bytes(op: &Operation) -> u64 {
+    let size = |v: &ConstValue| {
+        if v.ty.rank() > 0 && v.ty.dtype != DType::String {
+            v.ty.storage_len() as u64
+        } else {
+            0
+        }
+    };
+    if op.op_type == "const" {
+        return op.const_value().map_or(0, size);
+    }
+    if op.op_type.starts_with("constexpr_") {
+        let inline = op
+            .inputs
+            .iter()
+            .flat_map(|(_, b)| b.iter())
+            .filter_map(|b| match b {
+                Binding::Value(v) => Some(v),
+                Binding::Name(_) => None,
+            });
+        return op.attributes.values().chain(inline).map(size).sum();
+    }
+    0
 }

@@ -3,7 +3,7 @@
 use crate::config::{Common, Defaults, SchedulerConfig};
 use crate::error::Result;
 use crate::noise::NoiseSource;
-use crate::sigmas::{SigmaState, pred_original};
+use crate::sigmas::{SigmaState, delegate_to_sigma_state, pred_original};
 use crate::{Scheduler, StepOutput, check_len};
 
 /// diffusers' `EulerAncestralDiscreteScheduler`. Every step (the last included) draws one noise
@@ -45,25 +45,7 @@ impl Scheduler for EulerAncestralDiscreteScheduler {
             .set_timesteps(&self.common, &self.config, n, None, false)
     }
 
-    fn timesteps(&self) -> &[f32] {
-        &self.state.timesteps
-    }
-
-    fn sigmas(&self) -> Option<&[f32]> {
-        Some(&self.state.sigmas)
-    }
-
-    fn num_inference_steps(&self) -> Option<usize> {
-        self.state.num_inference_steps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        self.state.init_noise_sigma(self.common.timestep_spacing)
-    }
-
-    fn scale_model_input(&mut self, sample: &[f32], timestep: f32) -> Result<Vec<f32>> {
-        self.state.scale(sample, timestep)
-    }
+    delegate_to_sigma_state!();
 
     fn step(
         &mut self,
@@ -97,13 +79,5 @@ impl Scheduler for EulerAncestralDiscreteScheduler {
             prev_sample: prev,
             pred_original_sample: Some(x0),
         })
-    }
-
-    fn add_noise(&self, original: &[f32], noise: &[f32], timestep: f32) -> Result<Vec<f32>> {
-        self.state.add_noise(original, noise, timestep)
-    }
-
-    fn set_begin_index(&mut self, begin_index: usize) {
-        self.state.begin_index = Some(begin_index);
     }
 }

@@ -181,3 +181,39 @@ pub(crate) fn pred_original(
         }
     }
 }
+
+/// The `Scheduler` methods every sigma-based scheduler (Euler, Euler ancestral, LMS) delegates
+/// to its `state: SigmaState` and `common: Common` fields: timesteps, sigmas, step count, initial
+/// noise sigma, input scaling, noise addition and the begin index.
+macro_rules! delegate_to_sigma_state {
+    () => {
+        fn timesteps(&self) -> &[f32] {
+            &self.state.timesteps
+        }
+
+        fn sigmas(&self) -> Option<&[f32]> {
+            Some(&self.state.sigmas)
+        }
+
+        fn num_inference_steps(&self) -> Option<usize> {
+            self.state.num_inference_steps
+        }
+
+        fn init_noise_sigma(&self) -> f32 {
+            self.state.init_noise_sigma(self.common.timestep_spacing)
+        }
+
+        fn scale_model_input(&mut self, sample: &[f32], timestep: f32) -> Result<Vec<f32>> {
+            self.state.scale(sample, timestep)
+        }
+
+        fn add_noise(&self, original: &[f32], noise: &[f32], timestep: f32) -> Result<Vec<f32>> {
+            self.state.add_noise(original, noise, timestep)
+        }
+
+        fn set_begin_index(&mut self, begin_index: usize) {
+            self.state.begin_index = Some(begin_index);
+        }
+    };
+}
+pub(crate) use delegate_to_sigma_state;

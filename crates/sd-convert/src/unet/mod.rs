@@ -38,6 +38,30 @@ struct Ctx<'c> {
     ctx: Var,
 }
 
+impl<'c> Ctx<'c> {
+    /// The time embedding and transformer settings every block shares.
+    fn new(
+        net: &mut Net<'_>,
+        cfg: &'c UNetConfig,
+        layout: &'c UNetLayout,
+        o: &UNetOptions,
+        timestep: &Var,
+        ctx: Var,
+    ) -> Result<Self> {
+        Ok(Ctx {
+            cfg,
+            layout,
+            ts: TransformerSettings {
+                attention: o.attention,
+                linear_projection: cfg.use_linear_projection,
+                groups: cfg.norm_num_groups,
+            },
+            temb_act: time_embedding(net, cfg, timestep)?,
+            ctx,
+        })
+    }
+}
+
 fn check_size(cfg: &UNetConfig, o: &UNetOptions) -> Result<()> {
     let f = 1usize << (cfg.block_out_channels.len() - 1);
     if o.latent_h == 0
@@ -100,6 +124,41 @@ fn time_embedding(net: &mut Net<'_>, cfg: &UNetConfig, timestep: &Var) -> Result
     net.unary("silu", &e)
 }
 
+/// Layer `j` of a down or up block at UNet level `level`: `{prefix}.resnets.{j}`, then, in
+/// cross-attention blocks, `{prefix}.attentions.{j}`.
+fn resnet_attention(
+    net: &mut Net<'_>,
+    c: &Ctx<'_>,
+    prefix: &str,
+    j: usize,
+    h: &Var,
+    level: usize,
+    cross_attention: bool,
+) -> Result<Var> {
+    let cfg = c.cfg;
+    let h = resnet(
+        net,
+        &format!("{prefix}.resnets.{j}"),
+        h,
+        cfg.block_out_channels[level],
+        Some(&c.temb_act),
+        cfg.norm_num_groups,
+        cfg.norm_eps,
+    )?;
+    if !cross_attention {
+        return Ok(h);
+    }
+    transformer_2d(
+        net,
+        &format!("{prefix}.attentions.{j}"),
+        &h,
+        &c.ctx,
+        c.layout.heads[level],
+        c.layout.transformer_layers[level],
+        c.ts,
+    )
+}
+
 /// Down blocks from the output of `conv_in`; returns the last state and every residual state.
 fn down_path(net: &mut Net<'_>, c: &Ctx<'_>, h0: Var) -> Result<(Var, Vec<Var>)> {
     let cfg = c.cfg;
@@ -108,28 +167,8 @@ fn down_path(net: &mut Net<'_>, c: &Ctx<'_>, h0: Var) -> Result<(Var, Vec<Var>)>
     let mut states = vec![h.clone()];
     for (i, ty) in cfg.down_block_types.iter().enumerate() {
         let p = format!("down_blocks.{i}");
-        let cout = cfg.block_out_channels[i];
         for j in 0..cfg.layers_per_block {
-            h = resnet(
-                net,
-                &format!("{p}.resnets.{j}"),
-                &h,
-                cout,
-                Some(&c.temb_act),
-                cfg.norm_num_groups,
-                cfg.norm_eps,
-            )?;
-            if ty == "CrossAttnDownBlock2D" {
-                h = transformer_2d(
-                    net,
-                    &format!("{p}.attentions.{j}"),
-                    &h,
-                    &c.ctx,
-                    c.layout.heads[i],
-                    c.layout.transformer_layers[i],
-                    c.ts,
-                )?;
-            }
+            h = resnet_attention(net, c, &p, j, &h, i, ty == "CrossAttnDownBlock2D")?;
             states.push(h.clone());
         }
         if i + 1 < n {
@@ -180,32 +219,12 @@ fn up_path(net: &mut Net<'_>, c: &Ctx<'_>, mut h: Var, mut states: Vec<Var>) -> 
     for (i, ty) in cfg.up_block_types.iter().enumerate() {
         let p = format!("up_blocks.{i}");
         let lvl = n - 1 - i;
-        let cout = cfg.block_out_channels[lvl];
         for j in 0..=cfg.layers_per_block {
             let skip = states
                 .pop()
                 .ok_or_else(|| ConvertError::Invalid("UNet ran out of residual states".into()))?;
             h = net.concat(&[&h, &skip], 1)?;
-            h = resnet(
-                net,
-                &format!("{p}.resnets.{j}"),
-                &h,
-                cout,
-                Some(&c.temb_act),
-                cfg.norm_num_groups,
-                cfg.norm_eps,
-            )?;
-            if ty == "CrossAttnUpBlock2D" {
-                h = transformer_2d(
-                    net,
-                    &format!("{p}.attentions.{j}"),
-                    &h,
-                    &c.ctx,
-                    c.layout.heads[lvl],
-                    c.layout.transformer_layers[lvl],
-                    c.ts,
-                )?;
-            }
+            h = resnet_attention(net, c, &p, j, &h, lvl, ty == "CrossAttnUpBlock2D")?;
         }
         if i + 1 < n {
             h = upsample(net, &format!("{p}.upsamplers.0"), &h)?;
@@ -272,19 +291,7 @@ pub fn build_unet(
             extra.push(net.input(&format!("additional_residual_{i}"), net.dtype(), s)?);
         }
     }
-    let temb_act = time_embedding(net, cfg, &timestep)?;
-    let ts = TransformerSettings {
-        attention: o.attention,
-        linear_projection: cfg.use_linear_projection,
-        groups: cfg.norm_num_groups,
-    };
-    let c = Ctx {
-        cfg,
-        layout,
-        ts,
-        temb_act,
-        ctx: ehs,
-    };
+    let c = Ctx::new(net, cfg, layout, o, &timestep, ehs)?;
     let h = net.conv2d(&sample, "conv_in", cfg.block_out_channels[0], 3, 1, 1)?;
     let (h, mut states) = down_path(net, &c, h)?;
     let mut h = mid_block(net, &c, &h)?;
@@ -324,19 +331,7 @@ pub fn build_controlnet(
         net.dtype(),
         &[o.batch, cond_ch, o.latent_h * f, o.latent_w * f],
     )?;
-    let temb_act = time_embedding(net, cfg, &timestep)?;
-    let ts = TransformerSettings {
-        attention: o.attention,
-        linear_projection: cfg.use_linear_projection,
-        groups: cfg.norm_num_groups,
-    };
-    let c = Ctx {
-        cfg,
-        layout,
-        ts,
-        temb_act,
-        ctx: ehs,
-    };
+    let c = Ctx::new(net, cfg, layout, o, &timestep, ehs)?;
     let h = net.conv2d(&sample, "conv_in", cfg.block_out_channels[0], 3, 1, 1)?;
     let e = cond_embedding(net, cfg, &cond)?;
     if e.ty.shape != h.ty.shape {

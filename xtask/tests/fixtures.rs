@@ -364,6 +364,42 @@ const MODEL_WEIGHTS: &[ModelWeights] = &[
         2,
         &[("weight", &[32, 512]), ("bias", &[32])],
     ),
+    (
+        "models/sd1-micro/text_encoder/model.fp16.safetensors",
+        "F16",
+        36,
+        &[("text_model.embeddings.token_embedding.weight", &[512, 16])],
+    ),
+    (
+        "models/sd1-micro/unet/diffusion_pytorch_model.fp16.safetensors",
+        "F16",
+        324,
+        &[("up_blocks.1.upsamplers.0.conv.weight", &[8, 8, 3, 3])],
+    ),
+    (
+        "models/sd1-micro/vae/diffusion_pytorch_model.fp16.safetensors",
+        "F16",
+        124,
+        &[("decoder.mid_block.attentions.0.to_q.weight", &[8, 8])],
+    ),
+    (
+        "models/sd2-micro/text_encoder/model.fp16.safetensors",
+        "F16",
+        36,
+        &[("text_model.embeddings.token_embedding.weight", &[512, 8])],
+    ),
+    (
+        "models/sd2-micro/unet/diffusion_pytorch_model.fp16.safetensors",
+        "F16",
+        208,
+        &[("down_blocks.0.attentions.0.proj_in.weight", &[4, 4])],
+    ),
+    (
+        "models/sd2-micro/vae/diffusion_pytorch_model.fp16.safetensors",
+        "F16",
+        124,
+        &[("encoder.conv_in.weight", &[4, 3, 3, 3])],
+    ),
 ];
 
 /// Every other file (configs, tokenizer, docs) that must exist.
@@ -392,6 +428,21 @@ const OTHER_FILES: &[&str] = &[
     "models/safety-checker-tiny/safety_checker/config.json",
     "models/safety-checker-tiny/feature_extractor/preprocessor_config.json",
     "models/projection-tiny/config.json",
+    // gen_single_file.py: diffusers twins' configs, the single-file checkpoints and a pickle
+    // (their tensors are checked against the twins by crates/sd-convert/tests/single_file.rs).
+    "models/sd1-micro/model_index.json",
+    "models/sd1-micro/text_encoder/config.json",
+    "models/sd1-micro/unet/config.json",
+    "models/sd1-micro/vae/config.json",
+    "models/sd2-micro/model_index.json",
+    "models/sd2-micro/text_encoder/config.json",
+    "models/sd2-micro/unet/config.json",
+    "models/sd2-micro/vae/config.json",
+    "models/single-file/sd1-micro.safetensors",
+    "models/single-file/sd1-micro.ckpt",
+    "models/single-file/sd2-micro.safetensors",
+    "models/sd1-micro-bin/text_encoder/config.json",
+    "models/sd1-micro-bin/text_encoder/pytorch_model.bin",
     "tokenizer/vocab.json",
     "tokenizer/merges.txt",
     "tokenizer/prompts.json",

@@ -1,12 +1,13 @@
 //! `sd convert`: diffusers weights → Core ML packages, with the flags of Apple's `torch2coreml`.
 
+use crate::check::{CheckSetup, Written, check_correctness};
+use crate::progress::ModelProgress;
+use crate::torch_reference::TorchReference;
 use anyhow::{Context, Result, bail};
 use sd_convert::clip::ClipOutputs;
 use sd_convert::{AttentionImpl, Component, ConvertOptions, DeploymentTarget, Pipeline, Precision};
 use sd_mil::package::{WriteOptions, write_package};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// Arguments of `sd convert` (names as Apple's `python -m python_coreml_stable_diffusion.torch2coreml`).
 #[derive(clap::Args)]
@@ -14,6 +15,11 @@ pub struct Args {
     /// Local diffusers folder, or a Hub id already in the Hugging Face cache.
     #[arg(long, default_value = "CompVis/stable-diffusion-v1-4")]
     model_version: String,
+    /// For a single-file checkpoint: a diffusers folder whose `<part>/config.json` (and
+    /// `tokenizer/` for the Swift resources) describe it, as diffusers' `from_single_file(config=…)`.
+    /// Without it the configuration is inferred from the tensors (standard SD 1.x/2.x sizes).
+    #[arg(long, value_name = "DIR")]
+    config: Option<PathBuf>,
     /// Output directory.
     #[arg(short = 'o', default_value = ".")]
     output: PathBuf,
@@ -32,6 +38,11 @@ pub struct Args {
     /// Convert the safety checker.
     #[arg(long)]
     convert_safety_checker: bool,
+    /// Convert a multilingual text-encoder projection (the `Linear` Apple's
+    /// `multilingual_projection.py --input-path` takes, saved as safetensors) into
+    /// `MultilingualTextEncoderProjection.mlpackage`.
+    #[arg(long, value_name = "PATH")]
+    convert_multilingual_projection: Option<PathBuf>,
     /// Convert these ControlNets (local diffusers folders or cached Hub ids).
     #[arg(long, num_args = 1..)]
     convert_controlnet: Vec<String>,
@@ -75,6 +86,10 @@ pub struct Args {
     /// random inputs and print PSNR; fail below 35 dB.
     #[arg(long)]
     check_output_correctness: bool,
+    /// Also check against diffusers itself, run by this Python (default `python3`), which must
+    /// import torch, diffusers, transformers and safetensors. Implies --check-output-correctness.
+    #[arg(long, value_name = "PYTHON", num_args = 0..=1, default_missing_value = "python3")]
+    torch_reference: Option<String>,
     /// Palettize text encoder, UNet and ControlNet weights with optimal k-means (1, 2, 4, 6, 8).
     #[arg(long)]
     quantize_nbits: Option<u8>,
@@ -83,10 +98,11 @@ pub struct Args {
     chunk_unet: bool,
 }
 
-/// Resolves `--model-version`: a local folder, or a Hub id found in the Hugging Face cache.
+/// Resolves `--model-version`: a local folder, a single-file checkpoint (`.safetensors`,
+/// `.ckpt`, … in the original LDM layout), or a Hub id found in the Hugging Face cache.
 fn resolve(model_version: &str) -> Result<PathBuf> {
     let p = PathBuf::from(model_version);
-    if p.is_dir() {
+    if p.is_dir() || p.is_file() {
         return Ok(p);
     }
     let hub = std::env::var_os("HF_HUB_CACHE")
@@ -106,23 +122,52 @@ fn resolve(model_version: &str) -> Result<PathBuf> {
         }
     }
     bail!(
-        "`{model_version}` is neither a local diffusers folder nor in the Hugging Face cache; download it first \
+        "`{model_version}` is neither a local diffusers folder or checkpoint file nor in the Hugging Face cache; download it first \
          (e.g. `huggingface-cli download {model_version}`) or pass its folder"
     )
 }
 
-struct Written {
-    component: Component,
-    path: PathBuf,
-}
-
 /// Runs `sd convert`.
 pub fn run(a: Args) -> Result<()> {
-    if a.convert_safety_checker {
-        bail!("--convert-safety-checker is not available in `sd convert` yet");
+    // The projection alone needs no diffusers folder.
+    let projection_only = a.convert_multilingual_projection.is_some()
+        && !(a.convert_text_encoder
+            || a.convert_unet
+            || a.convert_vae_decoder
+            || a.convert_vae_encoder
+            || a.convert_safety_checker
+            || !a.convert_controlnet.is_empty());
+    let dir = if projection_only {
+        std::env::current_dir()?
+    } else {
+        resolve(&a.model_version)?
+    };
+    let pipeline = if dir.is_file() {
+        Pipeline::open_single_file(&dir, a.config.as_deref())?
+    } else {
+        if a.config.is_some() {
+            bail!(
+                "--config applies to single-file checkpoints; {} is a folder",
+                dir.display()
+            );
+        }
+        Pipeline::open(&dir)?
+    };
+    if a.torch_reference.is_some() && dir.is_file() {
+        bail!(
+            "--torch-reference runs diffusers on a diffusers folder; {} is a single file \
+             (convert the folder, or check against the fp32 reference alone)",
+            dir.display()
+        );
     }
-    let dir = resolve(&a.model_version)?;
-    let pipeline = Pipeline::open(&dir)?;
+    // Probe the Python stack before converting anything, so a missing package fails fast.
+    let torch = match &a.torch_reference {
+        Some(python) => {
+            let work = std::env::temp_dir().join(format!("sd-torch-ref-{}", std::process::id()));
+            Some(TorchReference::find(python, &work)?)
+        }
+        None => None,
+    };
     let opts = ConvertOptions {
         attention: a.attention_implementation.parse::<AttentionImpl>()?,
         precision: if a.fp32 {
@@ -163,9 +208,15 @@ pub fn run(a: Args) -> Result<()> {
     for c in &a.convert_controlnet {
         components.push(Component::ControlNet(resolve(c)?));
     }
+    if a.convert_safety_checker {
+        components.push(Component::SafetyChecker);
+    }
+    if let Some(p) = &a.convert_multilingual_projection {
+        components.push(Component::MultilingualProjection(p.clone()));
+    }
     if components.is_empty() {
         bail!(
-            "nothing to convert: pass --convert-text-encoder, --convert-unet, --convert-vae-decoder, --convert-vae-encoder or --convert-controlnet"
+            "nothing to convert: pass --convert-text-encoder, --convert-unet, --convert-vae-decoder, --convert-vae-encoder, --convert-safety-checker, --convert-controlnet or --convert-multilingual-projection"
         );
     }
     std::fs::create_dir_all(&a.output)
@@ -186,25 +237,39 @@ pub fn run(a: Args) -> Result<()> {
             });
             continue;
         }
-        let t0 = Instant::now();
-        eprint!("{label}: building ({}) … ", opts.attention);
+        let is_unet = matches!(c, Component::Unet | Component::ControlUnet);
+        // Compress first, then chunk (Apple's tool chunks first and leaves the chunks
+        // uncompressed). VAE halves and the safety checker stay uncompressed, as in Apple's
+        // converter; so does the projection (Apple's script never compresses it).
+        let compress = a.quantize_nbits.filter(|_| {
+            !matches!(
+                c,
+                Component::VaeDecoder
+                    | Component::VaeEncoder
+                    | Component::SafetyChecker
+                    | Component::MultilingualProjection(_)
+            )
+        });
+        let chunk = a.chunk_unet && is_unet;
+        let stages = 2 + u64::from(compress.is_some()) + 2 * u64::from(chunk);
+        let p = ModelProgress::new(label, stages);
+        p.stage(format!("building ({})", opts.attention));
         let mut model = pipeline
             .build(&c, &opts)
             .with_context(|| format!("converting {}", c.suffix()))?;
-        let is_unet = matches!(c, Component::Unet | Component::ControlUnet);
-        // Compress first, then chunk (Apple's tool chunks first and leaves the chunks
-        // uncompressed). VAE halves stay uncompressed, as in Apple's converter.
-        if let Some(nbits) = a.quantize_nbits
-            && !matches!(c, Component::VaeDecoder | Component::VaeEncoder)
-        {
+        let ops = model.program.main().map_or(0, |f| f.operations.len());
+        p.done(format!("built {ops} ops in {:.1} s", p.elapsed_s()));
+        if let Some(nbits) = compress {
+            p.stage(format!("palettizing to {nbits} bits"));
             let r = sd_compress::palettize(
                 &mut model.program,
                 &sd_compress::PalettizeOptions::new(nbits.into()),
             )
             .with_context(|| format!("palettizing {}", c.suffix()))?;
-            eprint!("palettized {} weights to {nbits} bits; ", r.weights);
+            p.done(format!("palettized {} weights to {nbits} bits", r.weights));
         }
-        if a.chunk_unet && is_unet {
+        if chunk {
+            p.stage("chunking");
             let chunks =
                 sd_compress::chunk(&model).with_context(|| format!("chunking {}", c.suffix()))?;
             let stem = dest
@@ -216,35 +281,43 @@ pub fn run(a: Args) -> Result<()> {
                 let path = a.output.join(format!("{stem}_chunk{n}.mlpackage"));
                 write_package(m, &path, WriteOptions { overwrite: a.force })
                     .with_context(|| format!("writing {}", path.display()))?;
-                eprint!("{}; ", path.display());
+                p.done(format!("wrote {}", path.display()));
             }
         }
-        let ops = model.program.main().map_or(0, |f| f.operations.len());
-        eprint!(
-            "{ops} ops in {:.1} s; writing … ",
-            t0.elapsed().as_secs_f64()
-        );
+        p.stage(format!("writing {}", dest.display()));
         write_package(&model, &dest, WriteOptions { overwrite: a.force })
             .with_context(|| format!("writing {}", dest.display()))?;
         let bytes = std::fs::metadata(dest.join("Data/com.apple.CoreML/weights/weight.bin"))
             .map(|m| m.len())
             .unwrap_or(0);
-        eprintln!(
-            "{} ({:.1} MB) in {:.1} s",
+        p.done(format!("wrote {:.1} MB of weights", bytes as f64 / 1e6));
+        let secs = p.elapsed_s();
+        p.finish(format!(
+            "{} ({:.1} MB) in {secs:.1} s",
             dest.display(),
-            bytes as f64 / 1e6,
-            t0.elapsed().as_secs_f64()
-        );
+            bytes as f64 / 1e6
+        ));
         written.push(Written {
             component: c,
             path: dest,
         });
     }
-    if a.check_output_correctness {
-        check_correctness(&pipeline, &opts, &written)?;
+    if a.check_output_correctness || torch.is_some() {
+        let setup = CheckSetup {
+            model_dir: &dir,
+            opts: &opts,
+            torch: torch.as_ref(),
+        };
+        check_correctness(&pipeline, &setup, &written)?;
     }
     if a.bundle_resources_for_swift_cli {
-        bundle(&dir, &a.output, &written)?;
+        // The tokenizer files come from the diffusers folder (or --config's, for a single file).
+        let tokenizer_root = if dir.is_file() {
+            a.config.clone().unwrap_or_else(|| dir.clone())
+        } else {
+            dir.clone()
+        };
+        bundle(&tokenizer_root, &a.output, &written)?;
     }
     Ok(())
 }
@@ -290,7 +363,8 @@ fn bundle(model_dir: &Path, out: &Path, written: &[Written]) -> Result<()> {
                 .with_context(|| format!("copying {}", src.display()))?;
         } else {
             eprintln!(
-                "warning: {} not found; the Swift CLI needs it in Resources/",
+                "warning: {} not found; the Swift CLI needs it in Resources/ (for a single-file \
+                 checkpoint, --config names a diffusers folder holding tokenizer/)",
                 src.display()
             );
         }
@@ -301,85 +375,6 @@ fn bundle(model_dir: &Path, out: &Path, written: &[Written]) -> Result<()> {
     );
     for c in commands {
         println!("{c}");
-    }
-    Ok(())
-}
-
-/// A small deterministic generator for check inputs.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32) / (1u64 << 24) as f32
-    }
-}
-
-fn random_inputs(model: &sd_mil::Model, seed: u64) -> HashMap<String, sd_runtime::Tensor> {
-    let mut r = Lcg(seed);
-    model
-        .description
-        .inputs
-        .iter()
-        .map(|f| {
-            let n: usize = f.shape.iter().product();
-            let data: Vec<f32> = match f.name.as_str() {
-                "input_ids" => {
-                    let mut v: Vec<f32> = (0..n).map(|_| (r.next() * 49000.0).floor()).collect();
-                    let eot = (r.next() * (n - 1) as f32) as usize + 1;
-                    v[0] = 49406.0;
-                    for x in &mut v[eot..] {
-                        *x = 49407.0;
-                    }
-                    v
-                }
-                "timestep" => vec![981.0; n],
-                "controlnet_cond" => (0..n).map(|_| r.next()).collect(),
-                _ => (0..n).map(|_| r.next() * 2.0 - 1.0).collect(),
-            };
-            (
-                f.name.clone(),
-                sd_runtime::Tensor::f32(f.shape.clone(), data),
-            )
-        })
-        .collect()
-}
-
-/// Runs each package with sd-runtime against the same network built with ORIGINAL attention in
-/// fp32 (the reference form) on random inputs; prints a PSNR table, fails below 35 dB.
-fn check_correctness(
-    pipeline: &Pipeline,
-    opts: &ConvertOptions,
-    written: &[Written],
-) -> Result<()> {
-    let tmp = std::env::temp_dir().join(format!("sd-convert-check-{}", std::process::id()));
-    let ref_opts = ConvertOptions {
-        attention: AttentionImpl::Original,
-        precision: Precision::Float32,
-        ..opts.clone()
-    };
-    println!("{:<28} {:<24} {:>10}", "model", "output", "PSNR (dB)");
-    let mut worst = f64::INFINITY;
-    for w in written {
-        let reference = pipeline.build(&w.component, &ref_opts)?;
-        let ref_path = tmp.join(w.component.package_name("reference"));
-        write_package(&reference, &ref_path, WriteOptions { overwrite: true })?;
-        let inputs = random_inputs(&reference, 93);
-        let ours = sd_runtime::Model::load_cpu(&w.path, sd_runtime::Precision::Program)?;
-        let want = sd_runtime::Model::load_cpu(&ref_path, sd_runtime::Precision::Fp32)?
-            .predict(&inputs)?;
-        let got = ours.predict(&inputs)?;
-        for f in &reference.description.outputs {
-            let db = sd_runtime::psnr(&got[&f.name].to_f32_vec(), &want[&f.name].to_f32_vec());
-            worst = worst.min(db);
-            println!("{:<28} {:<24} {:>10.1}", w.component.suffix(), f.name, db);
-        }
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    if worst < 35.0 {
-        bail!("output correctness check failed: {worst:.1} dB < 35 dB");
     }
     Ok(())
 }

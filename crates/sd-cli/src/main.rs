@@ -1,9 +1,12 @@
 //! `sd`: the command-line front end of the toolkit.
 
+mod check;
 mod compress;
 mod convert;
 mod inspect;
+mod progress;
 mod run;
+mod torch_reference;
 
 use clap::{Parser, Subcommand};
 

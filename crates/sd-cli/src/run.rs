@@ -4,8 +4,8 @@
 //! Tensor names are feature names; Apple's `in.`/`out.` prefixes (as in the reference files)
 //! are accepted and stripped.
 
-use anyhow::{Context, Result, bail};
-use sd_runtime::{Model, Precision, Tensor, psnr};
+use anyhow::{Context, Result};
+use sd_runtime::{Model, Precision, RtBackend, Tensor, psnr};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,12 +24,21 @@ pub struct Args {
     /// Compute everything in fp32 instead of the program's precision.
     #[arg(long)]
     fp32: bool,
-    /// Device: cpu (the only backend in this build; cuda is refused with an error).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Where the kernels run: `cpu`, or `cuda` (GPU 0; needs `sd` built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
     /// Reference outputs (safetensors): prints the PSNR of each output against them.
     #[arg(long)]
     reference: Option<PathBuf>,
+}
+
+/// The device of `sd run --device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// burn-ndarray on the CPU.
+    Cpu,
+    /// burn-cuda on the first NVIDIA GPU (builds with the `cuda` feature).
+    Cuda,
 }
 
 fn strip(name: &str, prefix: &str) -> String {
@@ -43,15 +52,28 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Precision::Program
     };
-    if args.device != "cpu" {
-        bail!(
-            "device `{}` is not available in this build (only `cpu`)",
-            args.device
-        );
-    }
     let t0 = Instant::now();
-    let model = Model::load_cpu(&args.package, precision)
-        .with_context(|| format!("loading {}", args.package.display()))?;
+    let loading = || format!("loading {}", args.package.display());
+    match args.device {
+        Device::Cpu => {
+            let model = Model::load_cpu(&args.package, precision).with_context(loading)?;
+            predict_and_write(&args, model, t0)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            let model = Model::load_cuda(&args.package, precision).with_context(loading)?;
+            predict_and_write(&args, model, t0)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => anyhow::bail!(
+            "this `sd` was built without CUDA support: rebuild it with `--features cuda` \
+             (`cargo build --release -p sd-cli --features cuda`) to use `--device cuda`"
+        ),
+    }
+}
+
+/// Reads the inputs, predicts, writes the outputs and prints PSNRs against the reference.
+fn predict_and_write<B: RtBackend>(args: &Args, model: Model<B>, t0: Instant) -> Result<()> {
     let load = t0.elapsed();
     let wanted: Vec<String> = model
         .description()

@@ -80,7 +80,7 @@ pub fn build(
     let mut penultimate = None;
     for l in 0..cfg.num_hidden_layers {
         let lp = join(p, &format!("encoder.layers.{l}"));
-        x = encoder_layer(net, cfg, &lp, &x, &mask)?;
+        x = encoder_layer(net, &LayerDims::text(cfg), &lp, &x, Some(&mask))?;
         if l + 2 == cfg.num_hidden_layers {
             penultimate = Some(x.clone());
         }
@@ -130,17 +130,47 @@ pub fn build(
     Ok(outs)
 }
 
-fn encoder_layer(
+/// The sizes of one CLIP encoder layer, shared by the text and the vision tower.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerDims {
+    /// Width.
+    pub hidden: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP width.
+    pub intermediate: usize,
+    /// `quick_gelu` (x·σ(1.702x)) rather than exact `gelu`.
+    pub quick_gelu: bool,
+    /// Layer norm epsilon.
+    pub eps: f64,
+}
+
+impl LayerDims {
+    /// The layer sizes of a text encoder.
+    pub fn text(cfg: &ClipTextConfig) -> Self {
+        LayerDims {
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            intermediate: cfg.intermediate_size,
+            quick_gelu: cfg.hidden_act == "quick_gelu",
+            eps: cfg.layer_norm_eps,
+        }
+    }
+}
+
+/// One pre-norm CLIP encoder layer `p` on x (1, S, hidden): self-attention (with an additive
+/// `mask` when given) and the MLP, each with its residual.
+pub fn encoder_layer(
     net: &mut Net<'_>,
-    cfg: &ClipTextConfig,
+    d: &LayerDims,
     p: &str,
     x: &Var,
-    mask: &Var,
+    mask: Option<&Var>,
 ) -> Result<Var> {
-    let (hidden, heads) = (cfg.hidden_size, cfg.num_attention_heads);
+    let (hidden, heads) = (d.hidden, d.heads);
     let dh = hidden / heads;
     let s = x.ty.shape[1];
-    let h = net.layer_norm(x, &join(p, "layer_norm1"), -1, cfg.layer_norm_eps)?;
+    let h = net.layer_norm(x, &join(p, "layer_norm1"), -1, d.eps)?;
     let ap = join(p, "self_attn");
     let q = net.linear(&h, &join(&ap, "q_proj"), hidden, true)?;
     let k = net.linear(&h, &join(&ap, "k_proj"), hidden, true)?;
@@ -153,7 +183,10 @@ fn encoder_layer(
     let k = net.transpose(&k, &[0, 2, 1, 3])?;
     let v = net.transpose(&v, &[0, 2, 1, 3])?;
     let w = net.matmul(&q, &k, false, true)?;
-    let w = net.add(&w, mask)?;
+    let w = match mask {
+        Some(m) => net.add(&w, m)?,
+        None => w,
+    };
     let w = net.softmax(&w, -1)?;
     let o = net.matmul(&w, &v, false, false)?;
     let o = net.transpose(&o, &[0, 2, 1, 3])?;
@@ -161,9 +194,9 @@ fn encoder_layer(
     let o = net.linear(&o, &join(&ap, "out_proj"), hidden, true)?;
     let x = net.add(x, &o)?;
 
-    let h = net.layer_norm(&x, &join(p, "layer_norm2"), -1, cfg.layer_norm_eps)?;
-    let h = net.linear(&h, &join(p, "mlp.fc1"), cfg.intermediate_size, true)?;
-    let h = if cfg.hidden_act == "quick_gelu" {
+    let h = net.layer_norm(&x, &join(p, "layer_norm2"), -1, d.eps)?;
+    let h = net.linear(&h, &join(p, "mlp.fc1"), d.intermediate, true)?;
+    let h = if d.quick_gelu {
         let t = net.mul_scalar(&h, 1.702)?;
         let t = net.unary("sigmoid", &t)?;
         net.binary("mul", &h, &t)?

@@ -598,3 +598,92 @@ impl ModelIndex {
             .map(|(_, _, c)| c.as_str())
     }
 }
+
+/// `CLIPVisionConfig` (transformers), the safety checker's vision tower. Every key defaults as
+/// in transformers, because configs saved as a diff against the defaults omit them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClipVisionConfig {
+    /// Width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Heads.
+    pub num_attention_heads: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Image channels.
+    pub num_channels: usize,
+    /// Square input size.
+    pub image_size: usize,
+    /// Square patch size.
+    pub patch_size: usize,
+    /// "quick_gelu" (OpenAI CLIP) or "gelu".
+    pub hidden_act: String,
+    /// Layer norm epsilon.
+    pub layer_norm_eps: f64,
+}
+
+impl Default for ClipVisionConfig {
+    fn default() -> Self {
+        ClipVisionConfig {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_attention_heads: 12,
+            num_hidden_layers: 12,
+            num_channels: 3,
+            image_size: 224,
+            patch_size: 32,
+            hidden_act: quick_gelu(),
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
+fn projection_512() -> usize {
+    512
+}
+
+/// `StableDiffusionSafetyChecker` configuration: a `CLIPConfig` whose vision tower and
+/// projection width the checker uses (its text tower is unused).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SafetyCheckerConfig {
+    /// The vision tower.
+    #[serde(default)]
+    pub vision_config: ClipVisionConfig,
+    /// Width of `visual_projection` and of the concept embeddings.
+    #[serde(default = "projection_512")]
+    pub projection_dim: usize,
+}
+
+impl SafetyCheckerConfig {
+    /// Rejects what the safety checker builder does not implement.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let v = &self.vision_config;
+        if !matches!(v.hidden_act.as_str(), "quick_gelu" | "gelu") {
+            return Err(unsupported(
+                path,
+                "vision_config.hidden_act",
+                &v.hidden_act,
+                "quick_gelu or gelu",
+            ));
+        }
+        if v.num_attention_heads == 0 || !v.hidden_size.is_multiple_of(v.num_attention_heads) {
+            return Err(unsupported(
+                path,
+                "vision_config.num_attention_heads",
+                v.num_attention_heads,
+                "a divisor of hidden_size",
+            ));
+        }
+        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
+            return Err(unsupported(
+                path,
+                "vision_config.patch_size",
+                v.patch_size,
+                "a divisor of image_size",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -87,6 +87,22 @@ pub enum ConvertError {
         /// The safetensors dtype string.
         dtype: String,
     },
+    /// A PyTorch pickle that `pytorch-reader` could not parse (truncated, not a checkpoint, …).
+    #[error("{path}: cannot read PyTorch checkpoint: {message}")]
+    Pickle {
+        /// The file.
+        path: PathBuf,
+        /// The reader's message.
+        message: String,
+    },
+    /// A single-file checkpoint whose layout is not a supported Stable Diffusion one.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong, naming the tensors involved.
+        message: String,
+    },
     /// Something about the requested conversion is invalid (sizes, options).
     #[error("{0}")]
     Invalid(String),

@@ -150,6 +150,22 @@ impl<'w> Net<'w> {
         self.conv_raw(x, &w, Some(&b), prefix, stride, pad)
     }
 
+    /// A bias-free convolution `prefix` (k×k kernel, `stride`, symmetric zero padding `pad`),
+    /// such as CLIP's patch embedding.
+    pub fn conv2d_no_bias(
+        &mut self,
+        x: &Var,
+        prefix: &str,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Var> {
+        let cin = x.ty.shape[1];
+        let w = self.weight(&join(prefix, "weight"), &[cout, cin, k, k])?;
+        self.conv_raw(x, &w, None, prefix, stride, pad)
+    }
+
     fn conv_raw(
         &mut self,
         x: &Var,
@@ -293,6 +309,28 @@ impl<'w> Net<'w> {
         Ok(self
             .fb
             .op("reduce_mean")
+            .input("x", x)
+            .param("axes", axes.to_vec())
+            .param("keep_dims", true)
+            .build_one()?)
+    }
+
+    /// `reduce_sum` over `axes`, keeping them.
+    pub fn reduce_sum(&mut self, x: &Var, axes: &[i32]) -> Result<Var> {
+        Ok(self
+            .fb
+            .op("reduce_sum")
+            .input("x", x)
+            .param("axes", axes.to_vec())
+            .param("keep_dims", true)
+            .build_one()?)
+    }
+
+    /// `reduce_max` over `axes`, keeping them.
+    pub fn reduce_max(&mut self, x: &Var, axes: &[i32]) -> Result<Var> {
+        Ok(self
+            .fb
+            .op("reduce_max")
             .input("x", x)
             .param("axes", axes.to_vec())
             .param("keep_dims", true)

@@ -2,16 +2,20 @@
 //! names and model signatures.
 
 use crate::attention::AttentionImpl;
+use crate::checkpoint::SingleFile;
 use crate::clip::{self, ClipOutputs};
-use crate::config::{self, ClipTextConfig, ModelIndex, UNetConfig, VaeConfig};
+use crate::config::{self, ClipTextConfig, ModelIndex, SafetyCheckerConfig, UNetConfig, VaeConfig};
 use crate::error::{ConvertError, Result};
 use crate::nn::{Net, Precision};
 use crate::unet::{self, UNetOptions};
 use crate::vae;
 use crate::weights::WeightStore;
+use crate::{projection, safety_checker};
 use sd_mil::{Model, Opset, Program, Var};
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// `--min-deployment-target`: decides the opset and specification version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +111,11 @@ pub enum Component {
     VaeEncoder,
     /// A ControlNet from its own diffusers folder.
     ControlNet(PathBuf),
+    /// `safety_checker`.
+    SafetyChecker,
+    /// Apple's multilingual text-encoder projection, from a safetensors file or folder (not
+    /// part of the diffusers folder).
+    MultilingualProjection(PathBuf),
 }
 
 impl Component {
@@ -119,6 +128,8 @@ impl Component {
             Component::VaeDecoder => "vae_decoder".into(),
             Component::VaeEncoder => "vae_encoder".into(),
             Component::ControlNet(p) => controlnet_name(p),
+            Component::SafetyChecker => "safety_checker".into(),
+            Component::MultilingualProjection(_) => "multilingual_projection".into(),
         }
     }
 
@@ -128,6 +139,7 @@ impl Component {
     pub fn package_name(&self, model_version: &str) -> String {
         match self {
             Component::ControlNet(p) => format!("ControlNet_{}.mlpackage", controlnet_name(p)),
+            Component::MultilingualProjection(_) => PROJECTION_PACKAGE.into(),
             _ => format!(
                 "Stable_Diffusion_version_{}_{}.mlpackage",
                 model_version.replace('/', "_"),
@@ -147,9 +159,14 @@ impl Component {
             Component::ControlNet(p) => {
                 format!("controlnet/{}.mlpackage", title_case(&controlnet_name(p)))
             }
+            Component::SafetyChecker => "SafetyChecker.mlpackage".into(),
+            Component::MultilingualProjection(_) => PROJECTION_PACKAGE.into(),
         }
     }
 }
+
+/// The name Apple's `multilingual_projection.py` and the Swift pipeline use.
+const PROJECTION_PACKAGE: &str = "MultilingualTextEncoderProjection.mlpackage";
 
 fn controlnet_name(p: &Path) -> String {
     let s = p.to_string_lossy();
@@ -176,13 +193,15 @@ fn title_case(s: &str) -> String {
         .collect()
 }
 
-/// A local diffusers pipeline folder.
+/// A local diffusers pipeline folder, or a single-file checkpoint seen as one.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// The folder.
+    /// The folder (for a single-file checkpoint: the file).
     pub dir: PathBuf,
     /// Its `model_index.json`, when present.
     pub index: Option<ModelIndex>,
+    /// The single-file checkpoint the components come from, when opened from one.
+    pub single_file: Option<Arc<SingleFile>>,
 }
 
 fn describe(model: &mut Model, inputs: &[(&str, &str)], outputs: &[(&str, &str)]) {
@@ -200,9 +219,13 @@ fn describe(model: &mut Model, inputs: &[(&str, &str)], outputs: &[(&str, &str)]
 
 impl Pipeline {
     /// Opens a diffusers folder (a `model_index.json` is optional: a folder holding only the
-    /// components needed works too).
+    /// components needed works too), or a single-file checkpoint (`.safetensors`, `.ckpt`, …)
+    /// with inferred configurations ([`Pipeline::open_single_file`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        if dir.is_file() {
+            return Self::open_single_file(&dir, None);
+        }
         if !dir.is_dir() {
             return Err(ConvertError::Io {
                 path: dir,
@@ -217,21 +240,61 @@ impl Pipeline {
         } else {
             None
         };
-        Ok(Pipeline { dir, index })
+        Ok(Pipeline {
+            dir,
+            index,
+            single_file: None,
+        })
     }
 
-    /// Whether a component folder with a config exists.
+    /// Opens a single-file SD 1.x/2.x checkpoint in the original LDM layout. `config_dir`, a
+    /// diffusers folder, supplies the components' `config.json` (as diffusers'
+    /// `from_single_file(config=…)`); without it they are inferred from the tensors.
+    pub fn open_single_file(path: impl AsRef<Path>, config_dir: Option<&Path>) -> Result<Self> {
+        let single = SingleFile::open(path.as_ref(), config_dir)?;
+        Ok(Pipeline {
+            dir: path.as_ref().to_path_buf(),
+            index: None,
+            single_file: Some(Arc::new(single)),
+        })
+    }
+
+    /// Whether a component folder with a config exists (for a single file: whether the file
+    /// holds the component).
     pub fn has(&self, component: &str) -> bool {
-        self.dir.join(component).join("config.json").is_file()
+        match &self.single_file {
+            Some(s) => s.has(component),
+            None => self.dir.join(component).join("config.json").is_file(),
+        }
     }
 
     fn weights(&self, component: &str, o: &ConvertOptions) -> Result<WeightStore> {
-        WeightStore::open_component(self.dir.join(component), o.variant.as_deref())
+        match &self.single_file {
+            Some(s) => s.weights(component),
+            None => WeightStore::open_component(self.dir.join(component), o.variant.as_deref()),
+        }
+    }
+
+    /// The configuration of `component` and the path errors about it name: `<component>/
+    /// config.json`, or a single file's (given or inferred) one.
+    fn component_config<T: DeserializeOwned>(&self, component: &str) -> Result<(T, PathBuf)> {
+        match &self.single_file {
+            Some(s) => s.config(component),
+            None => {
+                let path = self.dir.join(component).join("config.json");
+                Ok((config::load(&path)?, path))
+            }
+        }
     }
 
     /// The UNet configuration.
     pub fn unet_config(&self) -> Result<UNetConfig> {
-        config::load(self.dir.join("unet/config.json"))
+        Ok(self.component_config("unet")?.0)
+    }
+
+    /// The text encoder configuration.
+    pub fn text_encoder_config(&self) -> Result<ClipTextConfig> {
+        Ok(self.component_config("text_encoder")?.0)
     }
 
     /// Latent size from the options or the UNet's `sample_size` (64 when neither says).
@@ -241,9 +304,9 @@ impl Pipeline {
             Err(_) => None,
         }
         .or_else(|| {
-            config::load::<VaeConfig>(self.dir.join("vae/config.json"))
+            self.component_config::<VaeConfig>("vae")
                 .ok()
-                .and_then(|v| v.sample_size.map(|s| s / vae::scale_factor(&v)))
+                .and_then(|(v, _)| v.sample_size.map(|s| s / vae::scale_factor(&v)))
         })
         .unwrap_or(64);
         Ok((o.latent_h.unwrap_or(default), o.latent_w.unwrap_or(default)))
@@ -294,8 +357,7 @@ impl Pipeline {
 
     /// The text encoder (`text_encoder/`).
     pub fn text_encoder(&self, o: &ConvertOptions) -> Result<Model> {
-        let path = self.dir.join("text_encoder/config.json");
-        let cfg: ClipTextConfig = config::load(&path)?;
+        let (cfg, path) = self.component_config::<ClipTextConfig>("text_encoder")?;
         cfg.check(&path)?;
         let w = self.weights("text_encoder", o)?;
         let mut net = Net::new(o.target.opset(), &w, o.precision);
@@ -336,8 +398,7 @@ impl Pipeline {
 
     /// The UNet (`unet/`); with `control`, the control-unet taking `additional_residual_*`.
     pub fn unet(&self, o: &ConvertOptions, control: bool) -> Result<Model> {
-        let path = self.dir.join("unet/config.json");
-        let cfg: UNetConfig = config::load(&path)?;
+        let (cfg, path) = self.component_config::<UNetConfig>("unet")?;
         let layout = cfg.check(&path, false)?;
         let w = self.weights("unet", o)?;
         let uo = self.unet_options(o, control)?;
@@ -357,8 +418,7 @@ impl Pipeline {
 
     /// The VAE decoder (`vae/`: post_quant_conv + decoder).
     pub fn vae_decoder(&self, o: &ConvertOptions) -> Result<Model> {
-        let path = self.dir.join("vae/config.json");
-        let cfg: VaeConfig = config::load(&path)?;
+        let (cfg, path) = self.component_config::<VaeConfig>("vae")?;
         cfg.check(&path)?;
         let w = self.weights("vae", o)?;
         let (h, wd) = self.latent_size(o)?;
@@ -378,8 +438,7 @@ impl Pipeline {
 
     /// The VAE encoder (`vae/`: encoder + quant_conv).
     pub fn vae_encoder(&self, o: &ConvertOptions) -> Result<Model> {
-        let path = self.dir.join("vae/config.json");
-        let cfg: VaeConfig = config::load(&path)?;
+        let (cfg, path) = self.component_config::<VaeConfig>("vae")?;
         cfg.check(&path)?;
         let w = self.weights("vae", o)?;
         let (h, wd) = self.latent_size(o)?;
@@ -428,6 +487,48 @@ impl Pipeline {
         Ok(m)
     }
 
+    /// The safety checker (`safety_checker/`) in Apple's branch-free form; `images` has the VAE
+    /// decoder's output size (latent size × 8).
+    pub fn safety_checker(&self, o: &ConvertOptions) -> Result<Model> {
+        let path = self.dir.join("safety_checker/config.json");
+        let cfg: SafetyCheckerConfig = config::load(&path)?;
+        cfg.check(&path)?;
+        let w = self.weights("safety_checker", o)?;
+        let (h, wd) = self.latent_size(o)?;
+        let mut net = Net::new(o.target.opset(), &w, o.precision);
+        let outs = safety_checker::build(&mut net, &cfg, h * 8, wd * 8)?;
+        let mut m = self.finish(net, outs, o, "safety checker")?;
+        describe(&mut m, SAFETY_INPUTS, SAFETY_OUTPUTS);
+        Ok(m)
+    }
+
+    /// Apple's multilingual text-encoder projection from a safetensors file (or a folder holding
+    /// `projection.safetensors`); at least macOS 14, as Apple's (`NLContextualEmbedding`).
+    pub fn multilingual_projection(&self, path: &Path, o: &ConvertOptions) -> Result<Model> {
+        let w = projection::open_weights(path)?;
+        let prefix = projection::linear_prefix(&w)?;
+        let target = match o.target {
+            DeploymentTarget::MacOS13 => DeploymentTarget::MacOS14,
+            t => t,
+        };
+        let mut net = Net::new(target.opset(), &w, o.precision);
+        let outs = projection::build(&mut net, &prefix)?;
+        let mut m = self.finish(net, outs, o, "multilingual text-encoder projection")?;
+        m.description
+            .metadata
+            .user_defined
+            .insert("sd-convert.source".into(), path.display().to_string());
+        describe(
+            &mut m,
+            &[(projection::INPUT, "NLContextualEmbedding output vectors")],
+            &[(
+                projection::OUTPUT,
+                "Text embeddings in the UNet's (B, C, 1, S) layout",
+            )],
+        );
+        Ok(m)
+    }
+
     /// Builds `component`.
     pub fn build(&self, component: &Component, o: &ConvertOptions) -> Result<Model> {
         match component {
@@ -437,6 +538,8 @@ impl Pipeline {
             Component::VaeDecoder => self.vae_decoder(o),
             Component::VaeEncoder => self.vae_encoder(o),
             Component::ControlNet(p) => self.controlnet(p, o),
+            Component::SafetyChecker => self.safety_checker(o),
+            Component::MultilingualProjection(p) => self.multilingual_projection(p, o),
         }
     }
 }
@@ -457,5 +560,35 @@ const UNET_INPUTS: &[(&str, &str)] = &[
     (
         "additional_residual",
         "Residual from a ControlNet, added to the matching down-path state",
+    ),
+];
+
+const SAFETY_INPUTS: &[(&str, &str)] = &[
+    (
+        "clip_input",
+        "The image, resized to the vision tower's size and normalized, channels first (BCHW)",
+    ),
+    (
+        "images",
+        "The decoded image(s) to filter, channels last (BHWC)",
+    ),
+    (
+        "adjustment",
+        "Added to the special-care scores: raises recall at the cost of precision",
+    ),
+];
+
+const SAFETY_OUTPUTS: &[(&str, &str)] = &[
+    (
+        "filtered_images",
+        "The `images` input, or zeros where sensitive content was detected",
+    ),
+    (
+        "has_nsfw_concepts",
+        "1 where the checker found sensitive content, else 0",
+    ),
+    (
+        "concept_scores",
+        "Scores before thresholding at zero (which gives `has_nsfw_concepts`); tune `adjustment` with them",
     ),
 ];

@@ -1,7 +1,8 @@
 //! Times the tiny UNet, text encoder and VAE decoder (Apple's split-einsum packages, program
 //! precision, CPU) and, in the same run, the PyTorch CPU peer on the same weights
 //! (`benches/torch_peer.py` through the reference venv, when it exists), then prints the
-//! ratios. `cargo bench -p sd-runtime --bench models`.
+//! ratios. `cargo bench -p sd-runtime --bench models`. Under `--profile-time` (criterion's
+//! profiling mode) the peer comparison is left out.
 
 use criterion::{Criterion, criterion_group};
 use sd_runtime::{Model, Precision, Tensor};
@@ -101,5 +102,7 @@ criterion_group!(benches, bench);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    peer_comparison();
+    if !std::env::args().any(|a| a == "--profile-time") {
+        peer_comparison();
+    }
 }

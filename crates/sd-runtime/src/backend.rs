@@ -1,11 +1,16 @@
-//! The backend boundary: which burn backend runs the kernels, and the few hooks a backend
-//! must (or may) provide beyond burn's own ops.
+//! The backend boundary: which burn backend runs the kernels, and the hooks a backend may
+//! override for the hot ops.
 //!
 //! Kernels are plain functions over burn's primitive tensor ops (`B::float_*`), so every
-//! burn backend runs every op. Hot ops can be replaced per backend in two ways: override a
-//! hook below (group norm, attention, f16 rounding), or replace the op's entry in the
-//! [`crate::kernels::Registry`].
+//! burn backend runs every op. The hot ops go through the hooks of [`RtBackend`] — f16
+//! rounding, convolution, matmul, linear, group and layer norm, softmax, attention — whose defaults are those
+//! generic burn implementations; a backend overrides the ones it can do better ([`Cpu`]
+//! serves them from `kernels::cpu`: GEMM-based convolution and matmul, fused group norm and
+//! blocked attention). A single op can also be replaced in the [`crate::kernels::Registry`].
 
+use crate::kernels::cpu::{self, array};
+use crate::kernels::{self, Activation, Conv2dGeometry, KResult};
+use burn_ndarray::NdArrayTensor;
 use burn_tensor::backend::Backend;
 use burn_tensor::ops::FloatTensor;
 use burn_tensor::{FloatDType, TensorMetadata};
@@ -20,19 +25,219 @@ pub trait RtBackend: Backend {
     fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_cast(Self::float_cast(x, FloatDType::F16), FloatDType::F32)
     }
+
+    /// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/groups, kH, kW], plus the
+    /// per-output-channel bias, then `act`.
+    fn conv2d_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        geometry: Conv2dGeometry,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        kernels::conv2d_generic::<Self>(x, w, bias, geometry).map(|y| act.apply::<Self>(y))
+    }
+
+    /// Batched a·b for a [..., m, k] and b [..., k, n] of one rank whose batch dims are
+    /// equal or 1.
+    fn matmul_batched(a: FloatTensor<Self>, b: FloatTensor<Self>) -> KResult<FloatTensor<Self>> {
+        kernels::matmul_generic::<Self>(a, b)
+    }
+
+    /// x·wᵀ + bias, then `act`, for x [..., din] and w [dout, din].
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        kernels::linear_generic::<Self>(x, w, bias).map(|y| act.apply::<Self>(y))
+    }
+
+    /// Group norm of x [N, C, …] over `groups` channel groups, per-channel gamma/beta, then
+    /// `act`; x's shape is kept.
+    fn group_norm_fused(
+        x: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        gamma: Option<FloatTensor<Self>>,
+        beta: Option<FloatTensor<Self>>,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta)
+            .map(|y| act.apply::<Self>(y))
+    }
+
+    /// Numerically stable softmax along `axis`.
+    fn softmax_fused(x: FloatTensor<Self>, axis: usize) -> FloatTensor<Self> {
+        kernels::softmax_generic::<Self>(x, axis)
+    }
+
+    /// Layer norm of x over one axis, then gamma/beta (one value per position of that
+    /// axis); x's shape is kept.
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        axis: usize,
+        eps: f32,
+        gamma: Option<FloatTensor<Self>>,
+        beta: Option<FloatTensor<Self>>,
+    ) -> KResult<FloatTensor<Self>> {
+        kernels::layer_norm_generic::<Self>(x, axis, eps, gamma, beta)
+    }
+
+    /// softmax(q·kᵀ·scale + mask)·v for q [..., Sq, d], k [..., Sk, d], v [..., Sk, dv] of one
+    /// rank (batch dims equal or 1) and an additive mask broadcastable to [..., Sq, Sk].
+    fn attention_fused(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        mask: Option<FloatTensor<Self>>,
+    ) -> KResult<FloatTensor<Self>> {
+        kernels::attention_generic::<Self>(q, k, v, scale, mask)
+    }
+}
+
+/// Host elements of a small f32 tensor (bias, gamma, beta), row-major.
+fn host_vec(t: &NdArrayTensor) -> Option<Vec<f32>> {
+    array::view(t).map(|v| v.iter().copied().collect())
 }
 
 impl RtBackend for Cpu {
     fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        use burn_ndarray::NdArrayTensor;
-        match x {
-            NdArrayTensor::F32(storage) => {
-                let mut a = storage.into_owned();
-                a.par_mapv_inplace(|v| half::f16::from_f32(v).to_f32());
-                NdArrayTensor::F32(a.into())
-            }
-            other => other,
+        if !array::is_f32(&x) {
+            return x;
         }
+        let mut a = array::into_standard(x);
+        cpu::round::round_f16_in_place(a.as_slice_mut().expect("row-major"));
+        array::from_array(a)
+    }
+
+    fn conv2d_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        geometry: Conv2dGeometry,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        let (Some(xv), Some(wv)) = (array::view(&x), array::view(&w)) else {
+            return kernels::conv2d_generic::<Self>(x, w, bias, geometry)
+                .map(|y| act.apply::<Self>(y));
+        };
+        let b = bias.as_ref().and_then(host_vec);
+        let (y, shape) = cpu::conv::conv2d(&xv, &wv, b.as_deref(), geometry, act);
+        Ok(array::tensor(y, &shape))
+    }
+
+    fn matmul_batched(a: FloatTensor<Self>, b: FloatTensor<Self>) -> KResult<FloatTensor<Self>> {
+        let (Some(av), Some(bv)) = (array::view(&a), array::view(&b)) else {
+            return kernels::matmul_generic::<Self>(a, b);
+        };
+        let (y, shape) = cpu::gemm::matmul(&av, &bv);
+        Ok(array::tensor(y, &shape))
+    }
+
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        let (Some(xv), Some(wv)) = (array::view(&x), array::view(&w)) else {
+            return kernels::linear_generic::<Self>(x, w, bias).map(|y| act.apply::<Self>(y));
+        };
+        let b = bias.as_ref().and_then(host_vec);
+        let (y, shape) = cpu::gemm::linear(&xv, &wv, b.as_deref(), act);
+        Ok(array::tensor(y, &shape))
+    }
+
+    fn group_norm_fused(
+        x: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        gamma: Option<FloatTensor<Self>>,
+        beta: Option<FloatTensor<Self>>,
+        act: Activation,
+    ) -> KResult<FloatTensor<Self>> {
+        if !array::is_f32(&x) {
+            return kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta)
+                .map(|y| act.apply::<Self>(y));
+        }
+        let d = x.shape().to_vec();
+        let (c, plane) = (d[1], d[2..].iter().product::<usize>());
+        let (g, b) = (
+            gamma.as_ref().and_then(host_vec),
+            beta.as_ref().and_then(host_vec),
+        );
+        let mut a = array::into_standard(x);
+        cpu::group_norm::group_norm_in_place(
+            a.as_slice_mut().expect("row-major"),
+            c,
+            plane,
+            groups,
+            eps,
+            g.as_deref(),
+            b.as_deref(),
+            act,
+        );
+        Ok(array::from_array(a))
+    }
+
+    fn softmax_fused(x: FloatTensor<Self>, axis: usize) -> FloatTensor<Self> {
+        let d = x.shape().to_vec();
+        if !array::is_f32(&x) || axis + 1 != d.len() {
+            return kernels::softmax_generic::<Self>(x, axis);
+        }
+        let mut a = array::into_standard(x);
+        cpu::softmax::softmax_rows_in_place(a.as_slice_mut().expect("row-major"), d[axis]);
+        array::from_array(a)
+    }
+
+    fn layer_norm_fused(
+        x: FloatTensor<Self>,
+        axis: usize,
+        eps: f32,
+        gamma: Option<FloatTensor<Self>>,
+        beta: Option<FloatTensor<Self>>,
+    ) -> KResult<FloatTensor<Self>> {
+        if !array::is_f32(&x) {
+            return kernels::layer_norm_generic::<Self>(x, axis, eps, gamma, beta);
+        }
+        let d = x.shape().to_vec();
+        let inner = d[axis + 1..].iter().product::<usize>();
+        let (g, b) = (
+            gamma.as_ref().and_then(host_vec),
+            beta.as_ref().and_then(host_vec),
+        );
+        let mut a = array::into_standard(x);
+        cpu::layer_norm::layer_norm_in_place(
+            a.as_slice_mut().expect("row-major"),
+            d[axis],
+            inner,
+            eps,
+            g.as_deref(),
+            b.as_deref(),
+        );
+        Ok(array::from_array(a))
+    }
+
+    fn attention_fused(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        mask: Option<FloatTensor<Self>>,
+    ) -> KResult<FloatTensor<Self>> {
+        let views = (array::view(&q), array::view(&k), array::view(&v));
+        let mv = mask.as_ref().map(array::view);
+        let (Some(qv), Some(kv), Some(vv)) = views else {
+            return kernels::attention_generic::<Self>(q, k, v, scale, mask);
+        };
+        if matches!(mv, Some(None)) {
+            return kernels::attention_generic::<Self>(q, k, v, scale, mask);
+        }
+        let (y, shape) = cpu::attention::attention(&qv, &kv, &vv, scale, mv.flatten().as_ref());
+        Ok(array::tensor(y, &shape))
     }
 }
 

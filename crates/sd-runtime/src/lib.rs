@@ -7,7 +7,9 @@
 //!
 //! Kernels sit behind one boundary: a [`kernels::Registry`] keyed by op type (replace one
 //! entry to plug in a faster attention, conv, matmul or group norm) over the
-//! [`backend::RtBackend`] trait (burn's NdArray on the CPU; a CUDA backend is not wired in yet).
+//! [`backend::RtBackend`] trait: burn's NdArray on the CPU ([`Cpu`]) and, with the `cuda` feature,
+//! burn-cuda on NVIDIA GPUs (`Cuda`, `Model::load_cuda`; how precision is honoured there: the
+//! `cuda` module).
 //!
 //! ```no_run
 //! use sd_runtime::{Model, Precision, Tensor};
@@ -19,6 +21,8 @@
 //! ```
 
 pub mod backend;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod error;
 pub mod kernels;
 mod model;
@@ -27,6 +31,8 @@ mod psnr;
 mod tensor;
 
 pub use backend::{Cpu, RtBackend};
+#[cfg(feature = "cuda")]
+pub use cuda::{Cuda, CudaDevice};
 pub use error::{Result, RuntimeError};
 pub use model::{LoadOptions, Model, Precision};
 pub use psnr::psnr;

@@ -13,8 +13,90 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("softmax", |c| {
         let x = c.tensor("x")?;
         let a = axis(c.int("axis")?, x.rank())?;
-        Ok(vec![c.val(softmax::<B>(x.t, a), 0)?])
+        Ok(vec![c.val(B::softmax_fused(x.t, a), 0)?])
     });
+}
+
+/// An activation that a fused op applies to its result (see `passes::activation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// None: the identity.
+    #[default]
+    None,
+    /// x·σ(x).
+    Silu,
+    /// max(x, 0).
+    Relu,
+    /// GELU with erf.
+    GeluExact,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    /// GELU, x·σ(1.702·x).
+    GeluSigmoid,
+}
+
+impl Activation {
+    /// The activation an op computes: `silu`, `relu`, or `gelu` with its mode.
+    pub fn of_op(op_type: &str, gelu_mode: Option<&str>) -> Option<Self> {
+        Some(match (op_type, gelu_mode.unwrap_or("EXACT")) {
+            ("silu", _) => Activation::Silu,
+            ("relu", _) => Activation::Relu,
+            ("gelu", "EXACT") => Activation::GeluExact,
+            ("gelu", "TANH_APPROXIMATION") => Activation::GeluTanh,
+            ("gelu", "SIGMOID_APPROXIMATION") => Activation::GeluSigmoid,
+            _ => return None,
+        })
+    }
+
+    /// The name fused ops carry in their `activation` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Silu => "silu",
+            Activation::Relu => "relu",
+            Activation::GeluExact => "gelu_exact",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::GeluSigmoid => "gelu_sigmoid",
+        }
+    }
+
+    /// The activation of a [`Self::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Activation::None,
+            Activation::Silu,
+            Activation::Relu,
+            Activation::GeluExact,
+            Activation::GeluTanh,
+            Activation::GeluSigmoid,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+
+    /// Applies the activation with burn ops (any backend).
+    pub fn apply<B: RtBackend>(self, x: FloatTensor<B>) -> FloatTensor<B> {
+        match self {
+            Activation::None => x,
+            Activation::Silu => silu::<B>(x),
+            Activation::Relu => B::float_clamp_min(x, 0.0f32.into()),
+            Activation::GeluExact => gelu_mode::<B>(x, "EXACT").expect("known mode"),
+            Activation::GeluTanh => gelu_mode::<B>(x, "TANH_APPROXIMATION").expect("known mode"),
+            Activation::GeluSigmoid => {
+                gelu_mode::<B>(x, "SIGMOID_APPROXIMATION").expect("known mode")
+            }
+        }
+    }
+}
+
+/// The `activation` parameter of a fused op (absent: none).
+pub fn activation_param<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Activation> {
+    if !c.has("activation") {
+        return Ok(Activation::None);
+    }
+    let name = c.string("activation")?;
+    Activation::parse(&name)
+        .ok_or_else(|| KernelError::param("activation", format!("unknown activation `{name}`")))
 }
 
 fn act<B: RtBackend>(

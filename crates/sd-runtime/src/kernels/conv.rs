@@ -1,13 +1,15 @@
 //! Convolution (1-D/2-D, groups, dilations, every pad type), nearest upsampling, pad.
 
-use super::linalg::matmul_nd;
+use super::activation::activation_param;
+use super::linalg::matmul_generic;
 use super::util::{self, cat, dims, expand, narrow, reshape};
-use super::{Ctx, KResult, KernelError, Registry, Val};
+use super::{Activation, Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
 use burn_tensor::ops::{ConvOptions, FloatTensor, InterpolateMode, InterpolateOptions};
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("conv", conv);
+    r.insert(crate::passes::CONV_ACT_OP, conv);
     r.insert("upsample_nearest_neighbor", upsample);
     r.insert("pad", pad);
 }
@@ -101,13 +103,13 @@ pub struct Conv2dGeometry {
     pub groups: usize,
 }
 
-/// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/g, kH, kW].
-pub fn conv2d<B: RtBackend>(
+/// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/g, kH, kW] with burn's own ops
+/// (the default of [`RtBackend::conv2d_fused`]).
+pub fn conv2d_generic<B: RtBackend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     geometry: Conv2dGeometry,
-    device: &B::Device,
 ) -> KResult<FloatTensor<B>> {
     let Conv2dGeometry {
         strides,
@@ -121,7 +123,7 @@ pub fn conv2d<B: RtBackend>(
         let (n, cin, h, wd) = (dx[0], dx[1], dx[2], dx[3]);
         let x3 = reshape::<B>(x, &[n, cin, h * wd]);
         let w3 = reshape::<B>(w, &[1, dw[0], cin]);
-        let mut y = matmul_nd::<B>(w3, x3)?;
+        let mut y = matmul_generic::<B>(w3, x3)?;
         if let Some(b) = bias {
             y = B::float_add(
                 y,
@@ -133,7 +135,8 @@ pub fn conv2d<B: RtBackend>(
     let (x, padding) = if pads[0].0 == pads[0].1 && pads[1].0 == pads[1].1 {
         (x, [pads[0].0, pads[1].0])
     } else {
-        (pad_constant::<B>(x, 2, &pads, 0.0, device), [0, 0])
+        let device = B::float_device(&x);
+        (pad_constant::<B>(x, 2, &pads, 0.0, &device), [0, 0])
     };
     Ok(B::conv2d(
         x,
@@ -141,6 +144,50 @@ pub fn conv2d<B: RtBackend>(
         bias,
         ConvOptions::new(strides, padding, dilations, groups),
     ))
+}
+
+/// 2-D convolution through the backend's [`RtBackend::conv2d_fused`], after checking the
+/// operands' shapes.
+pub fn conv2d<B: RtBackend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    geometry: Conv2dGeometry,
+    act: Activation,
+) -> KResult<FloatTensor<B>> {
+    let (dx, dw) = (dims::<B>(&x), dims::<B>(&w));
+    let g = geometry.groups;
+    if dx.len() != 4
+        || dw.len() != 4
+        || g == 0
+        || dx[1] != dw[1] * g
+        || !dw[0].is_multiple_of(g)
+        || geometry.strides.contains(&0)
+        || geometry.dilations.contains(&0)
+    {
+        return Err(KernelError::param(
+            "weight",
+            format!("weight {dw:?} does not convolve x {dx:?} in {g} groups"),
+        ));
+    }
+    for a in 0..2 {
+        let eff = geometry.dilations[a] * (dw[2 + a] - 1) + 1;
+        if dx[2 + a] + geometry.pads[a].0 + geometry.pads[a].1 < eff {
+            return Err(KernelError::param(
+                "x",
+                format!("kernel {dw:?} is larger than the padded input {dx:?}"),
+            ));
+        }
+    }
+    if let Some(b) = &bias
+        && dims::<B>(b).iter().product::<usize>() != dw[0]
+    {
+        return Err(KernelError::param(
+            "bias",
+            "one value per output channel expected",
+        ));
+    }
+    B::conv2d_fused(x, w, bias, geometry, act)
 }
 
 fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
@@ -165,6 +212,7 @@ fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let pad_type = c.string("pad_type")?;
     let pad = c.opt_ints("pad")?.unwrap_or(vec![0; 2 * sp]);
     let pads = conv_padding(&pad_type, &pad, &dx[2..], &dw[2..], &strides, &dil)?;
+    let act = activation_param(c)?;
     let y = if sp == 2 {
         conv2d::<B>(
             x.t,
@@ -176,7 +224,7 @@ fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
                 dilations: [dil[0], dil[1]],
                 groups,
             },
-            c.device,
+            act,
         )?
     } else {
         let x4 = reshape::<B>(x.t, &[dx[0], dx[1], 1, dx[2]]);
@@ -191,7 +239,7 @@ fn conv<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
                 dilations: [1, dil[0]],
                 groups,
             },
-            c.device,
+            act,
         )?;
         let d = dims::<B>(&y);
         reshape::<B>(y, &[d[0], d[1], d[3]])

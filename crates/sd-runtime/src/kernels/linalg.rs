@@ -1,20 +1,22 @@
 //! Linear algebra: linear, matmul, einsum (as permute + batched matmul), attention.
 
-use super::activation::softmax;
+use super::activation::{activation_param, softmax};
 use super::util::{self, axis, broadcast, dims, expand, permute, reshape, to_mask, to_rank};
-use super::{Ctx, KResult, KernelError, Registry, Val};
+use super::{Activation, Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
 use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("linear", linear);
+    r.insert(crate::passes::LINEAR_ACT_OP, linear);
     r.insert("matmul", matmul);
     r.insert("einsum", einsum);
     r.insert("scaled_dot_product_attention", sdpa);
     r.insert(crate::passes::ATTENTION_OP, fused_attention);
 }
 
-/// Batched matmul with numpy batch broadcasting; both operands of rank ≥ 2.
+/// Batched matmul with numpy batch broadcasting; both operands of rank ≥ 2. Runs on the
+/// backend's [`RtBackend::matmul_batched`].
 pub fn matmul_nd<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<FloatTensor<B>> {
     let (da, db) = (dims::<B>(&a), dims::<B>(&b));
     let r = da.len().max(db.len());
@@ -25,6 +27,18 @@ pub fn matmul_nd<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<
             "matmul of {da:?} and {db:?}: inner dimensions differ"
         )));
     }
+    broadcast(&da[..r - 2], &db[..r - 2])?;
+    B::matmul_batched(a, b)
+}
+
+/// Batched matmul of same-rank operands with burn's own ops (the default of
+/// [`RtBackend::matmul_batched`]): batch dims of 1 are expanded, then `float_matmul`.
+pub fn matmul_generic<B: RtBackend>(
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> KResult<FloatTensor<B>> {
+    let (da, db) = (dims::<B>(&a), dims::<B>(&b));
+    let r = da.len();
     let batch = broadcast(&da[..r - 2], &db[..r - 2])?;
     let mut sa = batch.clone();
     sa.extend_from_slice(&da[r - 2..]);
@@ -64,11 +78,13 @@ fn matmul<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     Ok(vec![c.val(reshape::<B>(out, &shape), 0)?])
 }
 
-/// x·Wᵀ + b for x of any rank ≥ 1 and W [Dout, Din].
+/// x·Wᵀ + b, then `act`, for x of any rank ≥ 1 and W [Dout, Din], on the backend's
+/// [`RtBackend::linear_fused`].
 pub fn linear_fn<B: RtBackend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
+    act: Activation,
 ) -> KResult<FloatTensor<B>> {
     let dx = dims::<B>(&x);
     let dw = dims::<B>(&w);
@@ -79,6 +95,26 @@ pub fn linear_fn<B: RtBackend>(
             format!("{dw:?} does not apply to {dx:?}"),
         ));
     }
+    if let Some(b) = &bias
+        && dims::<B>(b).iter().product::<usize>() != dw[0]
+    {
+        return Err(KernelError::param(
+            "bias",
+            "one value per output feature expected",
+        ));
+    }
+    B::linear_fused(x, w, bias, act)
+}
+
+/// x·Wᵀ + b with burn's own ops (the default of [`RtBackend::linear_fused`]).
+pub fn linear_generic<B: RtBackend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> KResult<FloatTensor<B>> {
+    let dx = dims::<B>(&x);
+    let dw = dims::<B>(&w);
+    let din = *dx.last().ok_or_else(|| KernelError::param("x", "rank 0"))?;
     let m = dx.iter().product::<usize>() / din.max(1);
     let x2 = reshape::<B>(x, &[m, din]);
     let mut y = B::float_matmul(x2, permute::<B>(w, &[1, 0]));
@@ -94,7 +130,10 @@ fn linear<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     let w = c.tensor("weight")?;
     let b = c.opt_tensor("bias")?;
-    Ok(vec![c.val(linear_fn::<B>(x.t, w.t, b.map(|b| b.t))?, 0)?])
+    let act = activation_param(c)?;
+    Ok(vec![
+        c.val(linear_fn::<B>(x.t, w.t, b.map(|b| b.t), act)?, 0)?,
+    ])
 }
 
 /// Two-operand einsum without repeated indices within a term: indices only in one input
@@ -186,7 +225,7 @@ pub fn einsum_fn<B: RtBackend>(
     let pb: Vec<usize> = [pos(&tb, &batch), pos(&tb, &contr), pos(&tb, &free_b)].concat();
     let a3 = reshape::<B>(permute::<B>(a, &pa), &[nb, nfa, nc]);
     let b3 = reshape::<B>(permute::<B>(b, &pb), &[nb, nc, nfb]);
-    let y = B::float_matmul(a3, b3);
+    let y = B::matmul_batched(a3, b3)?;
     let order: Vec<char> = [batch.clone(), free_a.clone(), free_b.clone()].concat();
     let shape: Vec<usize> = order.iter().map(|c| size(*c)).collect();
     let y = reshape::<B>(y, &shape);
@@ -226,7 +265,8 @@ fn einsum<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     Ok(vec![c.val(einsum_fn::<B>(&eq, a.t, b.t)?, 0)?])
 }
 
-/// softmax(q·kᵀ·scale + mask)·v over the last two axes; `mask` is additive.
+/// softmax(q·kᵀ·scale + mask)·v over the last two axes; `mask` is additive. Runs on the
+/// backend's [`RtBackend::attention_fused`].
 pub fn attention<B: RtBackend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -234,7 +274,38 @@ pub fn attention<B: RtBackend>(
     scale: f32,
     mask: Option<FloatTensor<B>>,
 ) -> KResult<FloatTensor<B>> {
-    let mut s = matmul_nd::<B>(q, swap_last::<B>(k))?;
+    let (dq, dk, dv) = (dims::<B>(&q), dims::<B>(&k), dims::<B>(&v));
+    let r = dq.len().max(dk.len()).max(dv.len()).max(2);
+    let (q, k, v) = (to_rank::<B>(q, r), to_rank::<B>(k, r), to_rank::<B>(v, r));
+    let (dq, dk, dv) = (dims::<B>(&q), dims::<B>(&k), dims::<B>(&v));
+    if dq[r - 1] != dk[r - 1] || dk[r - 2] != dv[r - 2] {
+        return Err(KernelError::new(format!(
+            "attention of q {dq:?}, k {dk:?}, v {dv:?}: sizes differ"
+        )));
+    }
+    let batch = broadcast(&broadcast(&dq[..r - 2], &dk[..r - 2])?, &dv[..r - 2])?;
+    if let Some(m) = &mask {
+        let mut full = batch;
+        full.extend([dq[r - 2], dk[r - 2]]);
+        if broadcast(&dims::<B>(m), &full)? != full {
+            return Err(KernelError::param(
+                "attn_mask",
+                format!("{:?} does not broadcast to {full:?}", dims::<B>(m)),
+            ));
+        }
+    }
+    B::attention_fused(q, k, v, scale, mask)
+}
+
+/// Attention with burn's own ops (the default of [`RtBackend::attention_fused`]).
+pub fn attention_generic<B: RtBackend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    scale: f32,
+    mask: Option<FloatTensor<B>>,
+) -> KResult<FloatTensor<B>> {
+    let mut s = matmul_generic::<B>(q, swap_last::<B>(k))?;
     if scale != 1.0 {
         s = B::float_mul_scalar(s, scale.into());
     }
@@ -244,7 +315,7 @@ pub fn attention<B: RtBackend>(
     }
     let r = dims::<B>(&s).len();
     let p = softmax::<B>(s, r - 1);
-    matmul_nd::<B>(p, v)
+    matmul_generic::<B>(p, v)
 }
 
 fn sdpa<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {

@@ -9,6 +9,7 @@
 mod activation;
 pub mod constexpr;
 mod conv;
+pub(crate) mod cpu;
 mod elementwise;
 mod gather;
 mod linalg;
@@ -17,7 +18,11 @@ mod reduce;
 mod shape;
 pub(crate) mod util;
 
+pub use activation::{Activation, softmax as softmax_generic};
 pub use constexpr::{decompress, is_constexpr};
+pub use conv::{Conv2dGeometry, conv2d_generic};
+pub use linalg::{attention_generic, linear_generic, matmul_generic};
+pub use norm::{group_norm_generic, layer_norm_generic};
 
 use crate::backend::RtBackend;
 use burn_tensor::TensorMetadata;

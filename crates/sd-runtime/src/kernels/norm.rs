@@ -1,8 +1,9 @@
 //! Normalizations: layer_norm, instance_norm, batch_norm, and the fused group norm that
 //! `passes::group_norm` creates.
 
+use super::activation::activation_param;
 use super::util::{axis, dims, expand, reshape};
-use super::{Ctx, KResult, KernelError, Registry, Val};
+use super::{Activation, Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
 use burn_tensor::ops::FloatTensor;
 
@@ -68,6 +69,17 @@ fn layer_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     };
     let eps = c.float("epsilon")?;
     let (g, b) = (c.opt_tensor("gamma")?, c.opt_tensor("beta")?);
+    if let [a] = axes[..] {
+        for (p, t) in [("gamma", &g), ("beta", &b)] {
+            if let Some(t) = t
+                && t.shape().iter().product::<usize>() != d[a]
+            {
+                return Err(KernelError::param(p, format!("{} values expected", d[a])));
+            }
+        }
+        let y = B::layer_norm_fused(x.t, a, eps, g.map(|v| v.t), b.map(|v| v.t))?;
+        return Ok(vec![c.val(y, 0)?]);
+    }
     let mut y = normalize::<B>(x.t, &axes, eps);
     // gamma/beta have the normalized axes' shape (in the order given); place them at their
     // axes with unit dimensions elsewhere.
@@ -100,6 +112,29 @@ fn layer_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     Ok(vec![c.val(y, 0)?])
 }
 
+/// Layer norm over one axis with burn's own ops (the default of
+/// [`RtBackend::layer_norm_fused`]); gamma/beta hold one value per position of that axis.
+pub fn layer_norm_generic<B: RtBackend>(
+    x: FloatTensor<B>,
+    axis: usize,
+    eps: f32,
+    gamma: Option<FloatTensor<B>>,
+    beta: Option<FloatTensor<B>>,
+) -> KResult<FloatTensor<B>> {
+    let d = dims::<B>(&x);
+    let bshape: Vec<usize> = (0..d.len())
+        .map(|i| if i == axis { d[i] } else { 1 })
+        .collect();
+    let mut y = normalize::<B>(x, &[axis], eps);
+    if let Some(g) = gamma {
+        y = B::float_mul(y, expand::<B>(reshape::<B>(g, &bshape), &d));
+    }
+    if let Some(b) = beta {
+        y = B::float_add(y, expand::<B>(reshape::<B>(b, &bshape), &d));
+    }
+    Ok(y)
+}
+
 fn instance_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let x = c.tensor("x")?;
     let r = x.rank();
@@ -130,8 +165,35 @@ fn batch_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
 }
 
 /// Group norm of x [N, C, …]: statistics over (C/G channels × spatial) per group, then
-/// optional per-channel gamma/beta; the result takes the op's declared output shape.
+/// optional per-channel gamma/beta and `act`, on the backend's
+/// [`RtBackend::group_norm_fused`]; x's shape is kept.
 pub fn group_norm_fn<B: RtBackend>(
+    x: FloatTensor<B>,
+    groups: usize,
+    eps: f32,
+    gamma: Option<FloatTensor<B>>,
+    beta: Option<FloatTensor<B>>,
+    act: Activation,
+) -> KResult<FloatTensor<B>> {
+    let d = dims::<B>(&x);
+    if d.len() < 2 || groups == 0 || !d[1].is_multiple_of(groups) {
+        return Err(KernelError::param(
+            "x",
+            format!("{d:?} does not split into {groups} groups"),
+        ));
+    }
+    for (p, t) in [("gamma", &gamma), ("beta", &beta)] {
+        if let Some(t) = t
+            && dims::<B>(t).iter().product::<usize>() != d[1]
+        {
+            return Err(KernelError::param(p, "one value per channel expected"));
+        }
+    }
+    B::group_norm_fused(x, groups, eps, gamma, beta, act)
+}
+
+/// Group norm with burn's own ops (the default of [`RtBackend::group_norm_fused`]).
+pub fn group_norm_generic<B: RtBackend>(
     x: FloatTensor<B>,
     groups: usize,
     eps: f32,
@@ -139,12 +201,6 @@ pub fn group_norm_fn<B: RtBackend>(
     beta: Option<FloatTensor<B>>,
 ) -> KResult<FloatTensor<B>> {
     let d = dims::<B>(&x);
-    if d.len() < 2 || !d[1].is_multiple_of(groups) {
-        return Err(KernelError::param(
-            "x",
-            format!("{d:?} does not split into {groups} groups"),
-        ));
-    }
     let n = d[0];
     let per: usize = d[1..].iter().product::<usize>() / groups;
     let y = normalize::<B>(reshape::<B>(x, &[n, groups, per]), &[2], eps);
@@ -156,7 +212,8 @@ fn group_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let groups = c.int("groups")? as usize;
     let eps = c.float("epsilon")?;
     let (g, b) = (c.opt_tensor("gamma")?, c.opt_tensor("beta")?);
-    let y = group_norm_fn::<B>(x.t, groups, eps, g.map(|v| v.t), b.map(|v| v.t))?;
+    let act = activation_param(c)?;
+    let y = group_norm_fn::<B>(x.t, groups, eps, g.map(|v| v.t), b.map(|v| v.t), act)?;
     let out = c.out(0)?.shape.clone();
     Ok(vec![c.val(reshape::<B>(y, &out), 0)?])
 }

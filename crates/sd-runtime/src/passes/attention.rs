@@ -8,6 +8,9 @@
 //!   w  = einsum("bkhc,bchq->bkhq", kh, qh) · scale → softmax(axis 1)
 //!   oh = einsum("bchk,bkhq->bchq", vh, w)
 //! out = concat(o0 … oH−1, axis 1).
+//!
+//! SPLIT_EINSUM_V2 also cuts each head's queries into chunks along axis 3 (one einsum pair
+//! per chunk, same kh and vh) and concatenates the chunks on axis 3 before the heads.
 
 use super::ATTENTION_OP;
 use super::common::{Index, const_floats, const_ints, fused_op, name_of};
@@ -69,7 +72,9 @@ fn only_readers(idx: &Index, name: &str, n: usize) -> bool {
     idx.readers(name).len() == n && !idx.readers(name).contains(&usize::MAX)
 }
 
-fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
+/// The operands of one einsum pair (scores, optional scale, softmax over axis 1, weighted
+/// values) ending at `out`: the q, k and v values the einsums read, and the scale.
+fn einsum_pair(f: &Function, idx: &Index, out: &str) -> Option<Pair> {
     let (_, pv) = idx.producer_of(f, out, "einsum")?;
     if equation(f, idx, pv)?.as_str() != "bchk,bkhq->bchq" || !only_readers(idx, out, 1) {
         return None;
@@ -130,11 +135,74 @@ fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
     let [kh, qh] = vals.as_slice() else {
         return None;
     };
-    Some(Head {
-        q: channel_slice(f, idx, qh, 1)?,
-        k: channel_slice(f, idx, kh, 3)?,
-        v: channel_slice(f, idx, vh, 1)?,
+    Some(Pair {
+        q: qh.to_string(),
+        k: kh.to_string(),
+        v: vh.to_string(),
         scale,
+    })
+}
+
+struct Pair {
+    q: String,
+    k: String,
+    v: String,
+    scale: f32,
+}
+
+/// One head: a SPLIT_EINSUM einsum pair over channel slices, or (SPLIT_EINSUM_V2) a
+/// concat on axis 3 of einsum pairs over consecutive query chunks of one head's q slice,
+/// sharing that head's k and v slices.
+fn head(f: &Function, idx: &Index, out: &str) -> Option<Head> {
+    let (q, pair) = match einsum_pair(f, idx, out) {
+        Some(p) => (channel_slice(f, idx, &p.q, 1)?, p),
+        None => {
+            let (_, cat) = idx.producer_of(f, out, "concat")?;
+            let axis = const_ints(f, idx, cat, "axis")?;
+            if (axis != [3] && axis != [-1])
+                || const_ints(f, idx, cat, "interleave").is_some_and(|v| v != [0])
+                || !only_readers(idx, out, 1)
+            {
+                return None;
+            }
+            let pairs: Vec<Pair> = cat
+                .input("values")?
+                .iter()
+                .map(|b| match b {
+                    Binding::Name(n) => einsum_pair(f, idx, n),
+                    Binding::Value(_) => None,
+                })
+                .collect::<Option<_>>()?;
+            let first = pairs.first()?;
+            let mut end = 0;
+            let mut src = None;
+            for p in &pairs {
+                let (s, b, e) = channel_slice(f, idx, &p.q, 3)?;
+                if b != end
+                    || src.as_ref().is_some_and(|x| *x != s)
+                    || p.k != first.k
+                    || p.v != first.v
+                    || p.scale != first.scale
+                {
+                    return None;
+                }
+                end = e;
+                src = Some(s);
+            }
+            let src = src?;
+            if f.value_type(&src)?.shape[3] != end {
+                return None;
+            }
+            let q = channel_slice(f, idx, &src, 1)?;
+            let p = pairs.into_iter().next()?;
+            (q, p)
+        }
+    };
+    Some(Head {
+        q,
+        k: channel_slice(f, idx, &pair.k, 3)?,
+        v: channel_slice(f, idx, &pair.v, 1)?,
+        scale: pair.scale,
     })
 }
 
@@ -221,8 +289,18 @@ pub fn fuse_split_einsum_attention(f: &mut Function) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::common::test_support::fused_vs_unfused;
+    use super::super::common::test_support::{fused_vs_unfused, fused_vs_unfused_in};
     use crate::Precision;
+
+    #[test]
+    fn unet_split_einsum_v2_query_chunks_fused_outputs_unchanged() {
+        let (m, fp32) = fused_vs_unfused_in("split_einsum_v2", "unet", Precision::Fp32);
+        assert_eq!(m.op_counts().get(super::ATTENTION_OP), Some(&12));
+        assert!(!m.op_counts().contains_key("einsum"));
+        assert!(fp32 > 100.0, "fp32 fused vs unfused: {fp32:.2} dB");
+        let (_, p16) = fused_vs_unfused_in("split_einsum_v2", "unet", Precision::Program);
+        assert!(p16 > 40.0, "fp16 fused vs unfused: {p16:.2} dB");
+    }
 
     #[test]
     fn unet_split_einsum_attention_fused_outputs_unchanged() {

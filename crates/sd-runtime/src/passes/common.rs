@@ -117,8 +117,17 @@ pub(crate) mod test_support {
     /// Runs a split-einsum package with and without the passes; returns (fused model,
     /// min PSNR of fused vs unfused over outputs) in the given precision.
     pub fn fused_vs_unfused(component: &str, precision: Precision) -> (Model, f64) {
+        fused_vs_unfused_in("split_einsum", component, precision)
+    }
+
+    /// As [`fused_vs_unfused`] for the package of another folder (split_einsum_v2, …).
+    pub fn fused_vs_unfused_in(
+        folder: &str,
+        component: &str,
+        precision: Precision,
+    ) -> (Model, f64) {
         let pkg = root().join(format!(
-            "packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
+            "packages/{folder}/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
         ));
         let refs =
             Tensor::read_safetensors(root().join(format!("reference/{component}.io.safetensors")))

@@ -225,6 +225,19 @@ mod tests {
     use crate::Precision;
 
     #[test]
+    fn unet_group_norms_fused_outputs_unchanged() {
+        let (m, fp32) = fused_vs_unfused("unet", Precision::Fp32);
+        // 31 group norms in the tiny UNet (resnets, transformers' input norms, the output
+        // norm), each followed by a constant batch_norm affine.
+        assert_eq!(m.op_counts().get(super::GROUP_NORM_OP), Some(&31));
+        assert!(!m.op_counts().contains_key("reduce_mean"));
+        assert!(!m.op_counts().contains_key("batch_norm"));
+        assert!(fp32 > 100.0, "fp32 fused vs unfused: {fp32:.2} dB");
+        let (_, p16) = fused_vs_unfused("unet", Precision::Program);
+        assert!(p16 > 40.0, "fp16 fused vs unfused: {p16:.2} dB");
+    }
+
+    #[test]
     fn vae_decoder_group_norms_fused_outputs_unchanged() {
         let (m, fp32) = fused_vs_unfused("vae_decoder", Precision::Fp32);
         // 22 group norms in the tiny VAE decoder (reduce_mean pairs: 44).

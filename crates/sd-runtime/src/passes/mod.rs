@@ -1,19 +1,40 @@
 //! Graph passes run on the MIL function before planning. Each pass lives in its own file
 //! and leaves the function's outputs unchanged (up to floating-point rounding).
 
+pub mod activation;
 pub mod attention;
 mod common;
 pub mod group_norm;
 
 /// Op type of the fused group norm (x, groups, epsilon, gamma?, beta?).
 pub const GROUP_NORM_OP: &str = "sdrt_group_norm";
+/// Op type of a `conv` followed by an activation (conv's parameters plus `activation`).
+pub const CONV_ACT_OP: &str = "sdrt_conv_act";
+/// Op type of a `linear` followed by an activation (linear's parameters plus `activation`).
+pub const LINEAR_ACT_OP: &str = "sdrt_linear_act";
 /// Op type of the fused multi-head attention over (B, C, 1, S) operands (q, k, v, heads, scale).
 pub const ATTENTION_OP: &str = "sdrt_attention";
 
+/// How many patterns each pass fused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fused {
+    /// Group norms.
+    pub group_norms: usize,
+    /// Attention blocks.
+    pub attentions: usize,
+    /// Activations folded into their producer.
+    pub activations: usize,
+}
+
 /// Runs every pass in order; returns how many patterns each fused.
-pub fn run_all(f: &mut sd_mil::Function) -> (usize, usize) {
-    let g = group_norm::fuse_group_norm(f);
-    let a = attention::fuse_split_einsum_attention(f);
+pub fn run_all(f: &mut sd_mil::Function) -> Fused {
+    let group_norms = group_norm::fuse_group_norm(f);
+    let attentions = attention::fuse_split_einsum_attention(f);
+    let activations = activation::fuse_activations(f);
     sd_mil::graph::eliminate_dead_code(f);
-    (g, a)
+    Fused {
+        group_norms,
+        attentions,
+        activations,
+    }
 }

@@ -1,0 +1,386 @@
+//! 2-D convolution as im2col + GEMM: per image and group, the receptive fields of a band
+//! of output rows are laid out as columns (bounded scratch), multiplied by the weights
+//! [Cout/g, Cin/g·kh·kw] into the output, whose rows start as the bias; the activation is
+//! applied to each band while it is hot. A 1×1, stride-1, unpadded convolution multiplies
+//! the input directly.
+
+use super::act;
+use super::gemm::{MatMut, MatRef, parallelism, sgemm};
+use crate::kernels::{Activation, Conv2dGeometry};
+use ndarray::{ArrayView, IxDyn};
+use rayon::prelude::*;
+
+/// Scratch elements for one band of im2col columns.
+const COL_BUDGET: usize = 1 << 21;
+
+/// Output size of one spatial axis.
+fn out_size(input: usize, lo: usize, hi: usize, k: usize, stride: usize, dil: usize) -> usize {
+    let eff = dil * (k - 1) + 1;
+    (input + lo + hi).saturating_sub(eff) / stride + 1
+}
+
+struct Geo {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    ow: usize,
+    g: Conv2dGeometry,
+}
+
+/// Writes the columns of output rows [oy0, oy0 + rows) of one image group's channels
+/// `x` [cpg, H, W] into `col` [cpg·kh·kw, rows·ow].
+fn im2col(x: &[f32], geo: &Geo, oy0: usize, rows: usize, col: &mut [f32]) {
+    let Geo {
+        h,
+        w,
+        kh,
+        kw,
+        ow,
+        g,
+        ..
+    } = *geo;
+    let [sh, sw] = g.strides;
+    let [dh, dw] = g.dilations;
+    let (pt, pl) = (g.pads[0].0 as isize, g.pads[1].0 as isize);
+    let cols = rows * ow;
+    let fill = |r: usize, dst: &mut [f32]| {
+        let ci = r / (kh * kw);
+        let ky = (r / kw) % kh;
+        let kx = r % kw;
+        let plane = &x[ci * h * w..][..h * w];
+        for (j, seg) in dst.chunks_mut(ow).enumerate() {
+            let iy = ((oy0 + j) * sh + ky * dh) as isize - pt;
+            if iy < 0 || iy >= h as isize {
+                seg.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy as usize * w..][..w];
+            let x0 = (kx * dw) as isize - pl;
+            if sw == 1 {
+                // Output columns whose input column 0 ≤ x0 + ox < w.
+                let lo = (-x0).clamp(0, ow as isize) as usize;
+                let hi = (w as isize - x0).clamp(lo as isize, ow as isize) as usize;
+                seg[..lo].fill(0.0);
+                seg[hi..].fill(0.0);
+                let s0 = (x0 + lo as isize) as usize;
+                seg[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+            } else {
+                for (ox, v) in seg.iter_mut().enumerate() {
+                    let ix = x0 + (ox * sw) as isize;
+                    *v = if ix >= 0 && ix < w as isize {
+                        src[ix as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    };
+    let col = &mut col[..kh * kw * (x.len() / (h * w)) * cols];
+    if col.len() >= 1 << 15 {
+        col.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(r, d)| fill(r, d));
+    } else {
+        col.chunks_mut(cols)
+            .enumerate()
+            .for_each(|(r, d)| fill(r, d));
+    }
+}
+
+/// Convolution of x [N, Cin, H, W] with w [Cout, Cin/groups, kh, kw] (any strides), plus
+/// the per-channel bias, then `act`. Returns the row-major output and its shape.
+pub fn conv2d(
+    x: &ArrayView<'_, f32, IxDyn>,
+    w: &ArrayView<'_, f32, IxDyn>,
+    bias: Option<&[f32]>,
+    g: Conv2dGeometry,
+    act: Activation,
+) -> (Vec<f32>, [usize; 4]) {
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let (xs, ws) = (x.shape(), w.shape());
+    let (n, cin, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
+    let (cout, cpg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let groups = g.groups;
+    assert!(
+        groups > 0 && cin == cpg * groups && cout.is_multiple_of(groups),
+        "conv2d: x {xs:?}, w {ws:?}, {groups} groups"
+    );
+    let oh = out_size(
+        h,
+        g.pads[0].0,
+        g.pads[0].1,
+        kh,
+        g.strides[0],
+        g.dilations[0],
+    );
+    let ow = out_size(
+        wd,
+        g.pads[1].0,
+        g.pads[1].1,
+        kw,
+        g.strides[1],
+        g.dilations[1],
+    );
+    let opg = cout / groups;
+    let kk = cpg * kh * kw;
+    let plane = oh * ow;
+    let mut out = vec![0.0f32; n * cout * plane];
+    if out.is_empty() {
+        return (out, [n, cout, oh, ow]);
+    }
+    if let Some(b) = bias {
+        for (i, row) in out.chunks_mut(plane).enumerate() {
+            row.fill(b[i % cout]);
+        }
+    }
+    let (xd, wdata) = (x.as_slice().unwrap(), w.as_slice().unwrap());
+    let direct = kh == 1 && kw == 1 && g.strides == [1, 1] && g.pads == [(0, 0), (0, 0)];
+    let geo = Geo {
+        h,
+        w: wd,
+        kh,
+        kw,
+        ow,
+        g,
+    };
+    let band = if direct {
+        oh
+    } else {
+        (COL_BUDGET / (kk * ow).max(1)).clamp(1, oh)
+    };
+    let mut col = if direct {
+        Vec::new()
+    } else {
+        vec![0.0f32; kk * band * ow]
+    };
+    for img in 0..n {
+        for gi in 0..groups {
+            let xg = &xd[(img * cin + gi * cpg) * h * wd..][..cpg * h * wd];
+            let lhs = MatRef {
+                ptr: wdata[gi * opg * kk..].as_ptr(),
+                rs: kk as isize,
+                cs: 1,
+            };
+            let obase = (img * cout + gi * opg) * plane;
+            let mut oy0 = 0;
+            while oy0 < oh {
+                let rows = band.min(oh - oy0);
+                let cols = rows * ow;
+                let rhs = if direct {
+                    MatRef {
+                        ptr: xg.as_ptr(),
+                        rs: plane as isize,
+                        cs: 1,
+                    }
+                } else {
+                    im2col(xg, &geo, oy0, rows, &mut col);
+                    MatRef {
+                        ptr: col.as_ptr(),
+                        rs: cols as isize,
+                        cs: 1,
+                    }
+                };
+                let dst = MatMut {
+                    ptr: out[obase + oy0 * ow..].as_mut_ptr(),
+                    rs: plane as isize,
+                    cs: 1,
+                };
+                // SAFETY: lhs is w's group block [opg, kk], rhs [kk, cols] lies in `col` or
+                // in x's group planes, dst [opg, cols] (row stride `plane`) in this image
+                // group's output planes; nothing else touches them meanwhile.
+                unsafe {
+                    sgemm(
+                        opg,
+                        cols,
+                        kk,
+                        dst,
+                        bias.is_some(),
+                        lhs,
+                        rhs,
+                        parallelism(opg, cols, kk),
+                    )
+                };
+                if act != Activation::None {
+                    let block = &mut out[obase..obase + opg * plane];
+                    let apply = |row: &mut [f32]| act::apply(act, &mut row[oy0 * ow..][..cols]);
+                    if opg * cols >= 1 << 15 {
+                        block.par_chunks_mut(plane).for_each(apply);
+                    } else {
+                        block.chunks_mut(plane).for_each(apply);
+                    }
+                }
+                oy0 += rows;
+            }
+        }
+    }
+    (out, [n, cout, oh, ow])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array;
+
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        b: &[f32],
+        g: Conv2dGeometry,
+    ) -> Vec<f32> {
+        let [n, _, h, wd] = xs;
+        let [cout, cpg, kh, kw] = ws;
+        let oh = out_size(
+            h,
+            g.pads[0].0,
+            g.pads[0].1,
+            kh,
+            g.strides[0],
+            g.dilations[0],
+        );
+        let ow = out_size(
+            wd,
+            g.pads[1].0,
+            g.pads[1].1,
+            kw,
+            g.strides[1],
+            g.dilations[1],
+        );
+        let opg = cout / g.groups;
+        let mut out = vec![0.0; n * cout * oh * ow];
+        for ni in 0..n {
+            for co in 0..cout {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = b[co];
+                        for ci in 0..cpg {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * g.strides[0] + ky * g.dilations[0]) as i64
+                                        - g.pads[0].0 as i64;
+                                    let ix = (ox * g.strides[1] + kx * g.dilations[1]) as i64
+                                        - g.pads[1].0 as i64;
+                                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                        continue;
+                                    }
+                                    let c = (co / opg) * cpg + ci;
+                                    s += x[((ni * xs[1] + c) * h + iy as usize) * wd + ix as usize]
+                                        * w[((co * cpg + ci) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                        out[((ni * cout + co) * oh + oy) * ow + ox] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn vals(n: usize, s: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + 3) % 13) as f32 * s - 0.4)
+            .collect()
+    }
+
+    fn check(xs: [usize; 4], ws: [usize; 4], g: Conv2dGeometry, bias: bool, act: Activation) {
+        let x = vals(xs.iter().product(), 0.07);
+        let w = vals(ws.iter().product(), 0.05);
+        let b: Vec<f32> = (0..ws[0]).map(|i| i as f32 * 0.1 - 0.2).collect();
+        let zero = vec![0.0; ws[0]];
+        let mut want = naive(&x, xs, &w, ws, if bias { &b } else { &zero }, g);
+        super::act::apply(act, &mut want);
+        let xa = Array::from_shape_vec(IxDyn(&xs), x).unwrap();
+        let wa = Array::from_shape_vec(IxDyn(&ws), w).unwrap();
+        let (got, _) = conv2d(&xa.view(), &wa.view(), bias.then_some(&b[..]), g, act);
+        assert_eq!(got.len(), want.len(), "{xs:?} {ws:?} {g:?}");
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                "{i}: {a} vs {b} ({g:?})"
+            );
+        }
+    }
+
+    fn geo(
+        strides: [usize; 2],
+        pads: [(usize, usize); 2],
+        dil: [usize; 2],
+        groups: usize,
+    ) -> Conv2dGeometry {
+        Conv2dGeometry {
+            strides,
+            pads,
+            dilations: dil,
+            groups,
+        }
+    }
+
+    #[test]
+    fn matches_naive_convolution() {
+        // 3×3 same padding, odd sizes, bias + SiLU.
+        check(
+            [2, 3, 7, 5],
+            [4, 3, 3, 3],
+            geo([1, 1], [(1, 1), (1, 1)], [1, 1], 1),
+            true,
+            Activation::Silu,
+        );
+        // Stride 2, asymmetric padding (as the VAE encoder's downsampling), no bias.
+        check(
+            [1, 4, 8, 9],
+            [2, 4, 3, 3],
+            geo([2, 2], [(0, 1), (0, 1)], [1, 1], 1),
+            false,
+            Activation::None,
+        );
+        // Groups, dilation, rectangular kernel, uneven strides.
+        check(
+            [2, 4, 9, 8],
+            [6, 2, 3, 2],
+            geo([2, 1], [(1, 2), (0, 1)], [1, 2], 2),
+            true,
+            Activation::None,
+        );
+        // 1×1 direct path and 1×1 with padding.
+        check(
+            [2, 5, 3, 4],
+            [3, 5, 1, 1],
+            geo([1, 1], [(0, 0), (0, 0)], [1, 1], 1),
+            true,
+            Activation::Relu,
+        );
+        check(
+            [1, 2, 3, 3],
+            [2, 2, 1, 1],
+            geo([1, 1], [(1, 0), (0, 2)], [1, 1], 1),
+            true,
+            Activation::None,
+        );
+        // Padding wider than the kernel reach, large enough to thread and band.
+        check(
+            [1, 8, 40, 33],
+            [16, 8, 3, 3],
+            geo([1, 1], [(3, 2), (2, 3)], [2, 2], 1),
+            true,
+            Activation::GeluExact,
+        );
+    }
+
+    #[test]
+    fn bands_when_columns_exceed_the_budget() {
+        // COL_BUDGET / (kk·ow) = 2²¹ / (576·70) = 52 rows < 80 → two bands.
+        check(
+            [1, 64, 80, 70],
+            [8, 64, 3, 3],
+            geo([1, 1], [(1, 1), (1, 1)], [1, 1], 1),
+            true,
+            Activation::None,
+        );
+    }
+}

@@ -43,14 +43,29 @@ CLIP_PREFIX = "cond_stage_model.transformer."
 OPEN_CLIP_PREFIX = "cond_stage_model.model."
 
 
-def sd1_configs():
+def clip_text_config(hidden_size: int, intermediate_size: int, hidden_act: str):
     from transformers import CLIPTextConfig
 
-    te = CLIPTextConfig(
-        vocab_size=512, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
-        projection_dim=16, layer_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+    return CLIPTextConfig(
+        vocab_size=512, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+        hidden_act=hidden_act, projection_dim=16, layer_norm_eps=1e-5, bos_token_id=0,
+        eos_token_id=2, pad_token_id=1,
     )
+
+
+def vae_config() -> dict:
+    """The VAE both micro pipelines use."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4, sample_size=32,
+        scaling_factor=0.18215,
+    )
+
+
+def sd1_configs():
+    te = clip_text_config(hidden_size=16, intermediate_size=24, hidden_act="quick_gelu")
     unet = dict(
         sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -58,23 +73,11 @@ def sd1_configs():
         block_out_channels=(4, 8, 8), layers_per_block=1, attention_head_dim=2,
         cross_attention_dim=16, norm_num_groups=4,
     )
-    vae = dict(
-        in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4, sample_size=32,
-        scaling_factor=0.18215,
-    )
-    return te, unet, vae
+    return te, unet, vae_config()
 
 
 def sd2_configs():
-    from transformers import CLIPTextConfig
-
-    te = CLIPTextConfig(
-        vocab_size=512, hidden_size=8, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, hidden_act="gelu",
-        projection_dim=16, layer_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, pad_token_id=1,
-    )
+    te = clip_text_config(hidden_size=8, intermediate_size=32, hidden_act="gelu")
     unet = dict(
         sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -83,13 +86,7 @@ def sd2_configs():
         cross_attention_dim=8, use_linear_projection=True, upcast_attention=True,
         norm_num_groups=4,
     )
-    vae = dict(
-        in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4, sample_size=32,
-        scaling_factor=0.18215,
-    )
-    return te, unet, vae
+    return te, unet, vae_config()
 
 
 # --- diffusers -> LDM names ------------------------------------------------------------------

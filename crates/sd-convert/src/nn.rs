@@ -144,8 +144,7 @@ impl<'w> Net<'w> {
         stride: usize,
         pad: usize,
     ) -> Result<Var> {
-        let cin = x.ty.shape[1];
-        let w = self.weight(&join(prefix, "weight"), &[cout, cin, k, k])?;
+        let w = self.conv_weight(x, prefix, cout, k)?;
         let b = self.weight(&join(prefix, "bias"), &[cout])?;
         self.conv_raw(x, &w, Some(&b), prefix, stride, pad)
     }
@@ -161,9 +160,14 @@ impl<'w> Net<'w> {
         stride: usize,
         pad: usize,
     ) -> Result<Var> {
-        let cin = x.ty.shape[1];
-        let w = self.weight(&join(prefix, "weight"), &[cout, cin, k, k])?;
+        let w = self.conv_weight(x, prefix, cout, k)?;
         self.conv_raw(x, &w, None, prefix, stride, pad)
+    }
+
+    /// The k×k weight `prefix.weight` [cout, Cin, k, k] of a convolution applied to `x`.
+    fn conv_weight(&mut self, x: &Var, prefix: &str, cout: usize, k: usize) -> Result<Var> {
+        let cin = x.ty.shape[1];
+        self.weight(&join(prefix, "weight"), &[cout, cin, k, k])
     }
 
     fn conv_raw(

@@ -5,13 +5,9 @@
 use sd_convert::{AttentionImpl, Component, ConvertOptions, DeploymentTarget, Pipeline};
 use sd_mil::Opset;
 use sd_mil::package::{WriteOptions, read_package, write_package};
-use sd_runtime::{Model, Precision, Tensor, psnr};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::root;
 
 /// Converts `component` of sd1-tiny for `target`, checks the written package's spec version and
 /// opset, and runs it against `io` (in.* / out.* tensors from the reference script).
@@ -41,35 +37,8 @@ fn check(target: DeploymentTarget, component: Component, attention: AttentionImp
     assert_eq!(written.spec_version, opset.spec_version(), "{target:?}");
     assert_eq!(written.program.main().unwrap().opset, opset, "{target:?}");
 
-    let io: HashMap<String, Tensor> =
-        Tensor::read_safetensors(root().join("fixtures/outputs/sd1-tiny").join(io))
-            .unwrap()
-            .into_iter()
-            .collect();
-    let inputs: HashMap<String, Tensor> = model
-        .description
-        .inputs
-        .iter()
-        .map(|f| (f.name.clone(), io[&format!("in.{}", f.name)].clone()))
-        .collect();
-    for (precision, floor) in [(Precision::Program, 35.0), (Precision::Fp32, 60.0)] {
-        let out = Model::load_cpu(&dest, precision)
-            .unwrap()
-            .predict(&inputs)
-            .unwrap();
-        for f in &model.description.outputs {
-            let db = psnr(
-                &out[&f.name].to_f32_vec(),
-                &io[&format!("out.{}", f.name)].to_f32_vec(),
-            );
-            eprintln!("PSNR {target:?} {} {:?}: {db:.1} dB", f.name, precision);
-            assert!(
-                db >= floor,
-                "{target:?} {} {precision:?}: {db:.1} dB",
-                f.name
-            );
-        }
-    }
+    let io = common::read_io(root().join("fixtures/outputs/sd1-tiny").join(io));
+    common::check_package(&format!("{target:?}"), &model, &dest, &io);
 }
 
 #[test]

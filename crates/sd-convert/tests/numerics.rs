@@ -4,13 +4,10 @@
 use sd_convert::clip::ClipOutputs;
 use sd_convert::{AttentionImpl, Component, ConvertOptions, Pipeline};
 use sd_mil::package::{WriteOptions, write_package};
-use sd_runtime::{Model, Precision, Tensor, psnr};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::root;
 
 struct Case<'a> {
     test: &'a str,
@@ -39,33 +36,8 @@ fn run(case: Case<'_>) {
         .join(case.component.package_name("test"));
     write_package(&model, &dest, WriteOptions { overwrite: true }).unwrap();
 
-    let io: HashMap<String, Tensor> = Tensor::read_safetensors(&case.io)
-        .unwrap()
-        .into_iter()
-        .collect();
-    let inputs: HashMap<String, Tensor> = model
-        .description
-        .inputs
-        .iter()
-        .map(|f| (f.name.clone(), io[&format!("in.{}", f.name)].clone()))
-        .collect();
-    for (precision, floor) in [(Precision::Program, 35.0), (Precision::Fp32, 60.0)] {
-        let rt = Model::load_cpu(&dest, precision).unwrap();
-        let out = rt.predict(&inputs).unwrap();
-        for f in &model.description.outputs {
-            let want = io[&format!("out.{}", f.name)].to_f32_vec();
-            let got = out[&f.name].to_f32_vec();
-            let db = psnr(&got, &want);
-            eprintln!("PSNR {} {} {:?}: {db:.1} dB", case.test, f.name, precision);
-            assert!(
-                db >= floor,
-                "{} {} {:?}: {db:.1} dB < {floor}",
-                case.test,
-                f.name,
-                precision
-            );
-        }
-    }
+    let io = common::read_io(&case.io);
+    common::check_package(case.test, &model, &dest, &io);
 }
 
 fn sd1() -> PathBuf {

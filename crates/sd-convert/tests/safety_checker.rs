@@ -6,13 +6,12 @@
 use sd_convert::{Component, ConvertError, ConvertOptions, Pipeline, Precision as BuildPrecision};
 use sd_mil::ArrayDType;
 use sd_mil::package::{WriteOptions, read_package, write_package};
-use sd_runtime::{Model, Precision, Tensor, psnr};
+use sd_runtime::{Model, Precision, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::root;
 
 fn checker_dir() -> PathBuf {
     root().join("fixtures/models/safety-checker-tiny")
@@ -44,13 +43,11 @@ fn convert(test: &str, precision: BuildPrecision) -> (sd_mil::Model, PathBuf) {
 }
 
 fn read_io(case: &str) -> HashMap<String, Tensor> {
-    let path = root()
-        .join("fixtures/outputs/safety-checker-tiny")
-        .join(format!("{case}.io.safetensors"));
-    Tensor::read_safetensors(&path)
-        .unwrap()
-        .into_iter()
-        .collect()
+    common::read_io(
+        root()
+            .join("fixtures/outputs/safety-checker-tiny")
+            .join(format!("{case}.io.safetensors")),
+    )
 }
 
 /// Runs `dest` on every fixture case at `precision`; scores and images must reach `floor` dB
@@ -63,13 +60,7 @@ fn check(test: &str, model: &sd_mil::Model, dest: &Path, precision: Precision, f
         "safety_checker_adjusted",
     ] {
         let io = read_io(case);
-        let inputs: HashMap<String, Tensor> = model
-            .description
-            .inputs
-            .iter()
-            .map(|f| (f.name.clone(), io[&format!("in.{}", f.name)].clone()))
-            .collect();
-        let out = rt.predict(&inputs).unwrap();
+        let out = rt.predict(&common::inputs(model, &io)).unwrap();
         let flag_want = io["out.has_nsfw_concepts"].to_f32_vec();
         let flag_got = out["has_nsfw_concepts"].to_f32_vec();
         eprintln!(
@@ -77,14 +68,7 @@ fn check(test: &str, model: &sd_mil::Model, dest: &Path, precision: Precision, f
         );
         assert_eq!(flag_got, flag_want, "{test} {case} {precision:?}");
         for name in ["filtered_images", "concept_scores"] {
-            let want = io[&format!("out.{name}")].to_f32_vec();
-            let got = out[name].to_f32_vec();
-            let db = psnr(&got, &want);
-            eprintln!("PSNR {test} {case} {name} {precision:?}: {db:.1} dB");
-            assert!(
-                db >= floor,
-                "{test} {case} {name} {precision:?}: {db:.1} dB < {floor}"
-            );
+            common::assert_psnr(&format!("{test} {case}"), name, &out, &io, precision, floor);
         }
     }
 }

@@ -35,7 +35,7 @@ pub trait RtBackend: Backend {
         geometry: Conv2dGeometry,
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
-        kernels::conv2d_generic::<Self>(x, w, bias, geometry).map(|y| act.apply::<Self>(y))
+        kernels::conv2d_generic::<Self>(x, w, bias, geometry, act)
     }
 
     /// Batched a·b for a [..., m, k] and b [..., k, n] of one rank whose batch dims are
@@ -51,7 +51,7 @@ pub trait RtBackend: Backend {
         bias: Option<FloatTensor<Self>>,
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
-        kernels::linear_generic::<Self>(x, w, bias).map(|y| act.apply::<Self>(y))
+        kernels::linear_generic::<Self>(x, w, bias, act)
     }
 
     /// Group norm of x [N, C, …] over `groups` channel groups, per-channel gamma/beta, then
@@ -64,8 +64,7 @@ pub trait RtBackend: Backend {
         beta: Option<FloatTensor<Self>>,
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
-        kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta)
-            .map(|y| act.apply::<Self>(y))
+        kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta, act)
     }
 
     /// Numerically stable softmax along `axis`.
@@ -98,9 +97,17 @@ pub trait RtBackend: Backend {
     }
 }
 
-/// Host elements of a small f32 tensor (bias, gamma, beta), row-major.
-fn host_vec(t: &NdArrayTensor) -> Option<Vec<f32>> {
-    array::view(t).map(|v| v.iter().copied().collect())
+/// Host elements of a small optional f32 tensor (bias, gamma, beta), row-major.
+fn host_vec(t: Option<&NdArrayTensor>) -> Option<Vec<f32>> {
+    t.and_then(array::view).map(|v| v.iter().copied().collect())
+}
+
+/// Runs `f` over the row-major elements of the f32 tensor `x` in place (see
+/// [`array::into_standard`]).
+fn in_place(x: NdArrayTensor, f: impl FnOnce(&mut [f32])) -> NdArrayTensor {
+    let mut a = array::into_standard(x);
+    f(a.as_slice_mut().expect("row-major"));
+    array::from_array(a)
 }
 
 impl RtBackend for Cpu {
@@ -108,9 +115,7 @@ impl RtBackend for Cpu {
         if !array::is_f32(&x) {
             return x;
         }
-        let mut a = array::into_standard(x);
-        cpu::round::round_f16_in_place(a.as_slice_mut().expect("row-major"));
-        array::from_array(a)
+        in_place(x, cpu::round::round_f16_in_place)
     }
 
     fn conv2d_fused(
@@ -121,10 +126,9 @@ impl RtBackend for Cpu {
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
         let (Some(xv), Some(wv)) = (array::view(&x), array::view(&w)) else {
-            return kernels::conv2d_generic::<Self>(x, w, bias, geometry)
-                .map(|y| act.apply::<Self>(y));
+            return kernels::conv2d_generic::<Self>(x, w, bias, geometry, act);
         };
-        let b = bias.as_ref().and_then(host_vec);
+        let b = host_vec(bias.as_ref());
         let (y, shape) = cpu::conv::conv2d(&xv, &wv, b.as_deref(), geometry, act);
         Ok(array::tensor(y, &shape))
     }
@@ -144,9 +148,9 @@ impl RtBackend for Cpu {
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
         let (Some(xv), Some(wv)) = (array::view(&x), array::view(&w)) else {
-            return kernels::linear_generic::<Self>(x, w, bias).map(|y| act.apply::<Self>(y));
+            return kernels::linear_generic::<Self>(x, w, bias, act);
         };
-        let b = bias.as_ref().and_then(host_vec);
+        let b = host_vec(bias.as_ref());
         let (y, shape) = cpu::gemm::linear(&xv, &wv, b.as_deref(), act);
         Ok(array::tensor(y, &shape))
     }
@@ -160,27 +164,23 @@ impl RtBackend for Cpu {
         act: Activation,
     ) -> KResult<FloatTensor<Self>> {
         if !array::is_f32(&x) {
-            return kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta)
-                .map(|y| act.apply::<Self>(y));
+            return kernels::group_norm_generic::<Self>(x, groups, eps, gamma, beta, act);
         }
         let d = x.shape().to_vec();
         let (c, plane) = (d[1], d[2..].iter().product::<usize>());
-        let (g, b) = (
-            gamma.as_ref().and_then(host_vec),
-            beta.as_ref().and_then(host_vec),
-        );
-        let mut a = array::into_standard(x);
-        cpu::group_norm::group_norm_in_place(
-            a.as_slice_mut().expect("row-major"),
-            c,
-            plane,
-            groups,
-            eps,
-            g.as_deref(),
-            b.as_deref(),
-            act,
-        );
-        Ok(array::from_array(a))
+        let (g, b) = (host_vec(gamma.as_ref()), host_vec(beta.as_ref()));
+        Ok(in_place(x, |a| {
+            cpu::group_norm::group_norm_in_place(
+                a,
+                c,
+                plane,
+                groups,
+                eps,
+                g.as_deref(),
+                b.as_deref(),
+                act,
+            )
+        }))
     }
 
     fn softmax_fused(x: FloatTensor<Self>, axis: usize) -> FloatTensor<Self> {
@@ -188,9 +188,7 @@ impl RtBackend for Cpu {
         if !array::is_f32(&x) || axis + 1 != d.len() {
             return kernels::softmax_generic::<Self>(x, axis);
         }
-        let mut a = array::into_standard(x);
-        cpu::softmax::softmax_rows_in_place(a.as_slice_mut().expect("row-major"), d[axis]);
-        array::from_array(a)
+        in_place(x, |a| cpu::softmax::softmax_rows_in_place(a, d[axis]))
     }
 
     fn layer_norm_fused(
@@ -205,20 +203,10 @@ impl RtBackend for Cpu {
         }
         let d = x.shape().to_vec();
         let inner = d[axis + 1..].iter().product::<usize>();
-        let (g, b) = (
-            gamma.as_ref().and_then(host_vec),
-            beta.as_ref().and_then(host_vec),
-        );
-        let mut a = array::into_standard(x);
-        cpu::layer_norm::layer_norm_in_place(
-            a.as_slice_mut().expect("row-major"),
-            d[axis],
-            inner,
-            eps,
-            g.as_deref(),
-            b.as_deref(),
-        );
-        Ok(array::from_array(a))
+        let (g, b) = (host_vec(gamma.as_ref()), host_vec(beta.as_ref()));
+        Ok(in_place(x, |a| {
+            cpu::layer_norm::layer_norm_in_place(a, d[axis], inner, eps, g.as_deref(), b.as_deref())
+        }))
     }
 
     fn attention_fused(
@@ -228,14 +216,12 @@ impl RtBackend for Cpu {
         scale: f32,
         mask: Option<FloatTensor<Self>>,
     ) -> KResult<FloatTensor<Self>> {
-        let views = (array::view(&q), array::view(&k), array::view(&v));
         let mv = mask.as_ref().map(array::view);
-        let (Some(qv), Some(kv), Some(vv)) = views else {
+        let mask_not_f32 = matches!(mv, Some(None));
+        let views = (array::view(&q), array::view(&k), array::view(&v));
+        let ((Some(qv), Some(kv), Some(vv)), false) = (views, mask_not_f32) else {
             return kernels::attention_generic::<Self>(q, k, v, scale, mask);
         };
-        if matches!(mv, Some(None)) {
-            return kernels::attention_generic::<Self>(q, k, v, scale, mask);
-        }
         let (y, shape) = cpu::attention::attention(&qv, &kv, &vv, scale, mv.flatten().as_ref());
         Ok(array::tensor(y, &shape))
     }

@@ -24,6 +24,7 @@ pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod error;
+pub mod generic;
 pub mod kernels;
 mod model;
 pub mod passes;

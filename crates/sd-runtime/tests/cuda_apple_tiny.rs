@@ -6,7 +6,8 @@
 //! Needs an NVIDIA GPU: `cargo test --release -p sd-runtime --features cuda --test
 //! cuda_apple_tiny -- --nocapture --test-threads 1` prints the PSNR table; `SD_FIXTURES`
 //! points at the apple-tiny folder when `../shared` is not beside the checkout. The ignored
-//! test `cuda_timing` prints median prediction times (`-- --ignored cuda_timing`).
+//! test `cuda_timing` prints median prediction times (`-- --ignored --exact cuda_timing`), and
+//! `cuda_timing_package` times any package.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -137,38 +138,45 @@ fn palettized(rows: &mut Vec<Row>, component: &str) {
     rows.extend(compare(&label, Precision::Fp32, got, &cpu_out, 60.0));
 }
 
+fn shown(r: &Row) -> String {
+    match &r.psnr {
+        Ok(p) => format!("{p:.2}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
 #[test]
 fn apple_tiny_on_cuda() {
-    let mut rows = Vec::new();
-    whole(&mut rows, "split_einsum", "text_encoder", "text_encoder");
-    whole(&mut rows, "split_einsum", "unet", "unet");
-    whole(&mut rows, "original", "unet", "unet");
-    whole(&mut rows, "split_einsum_v2", "unet", "unet");
-    whole(&mut rows, "split_einsum", "vae_decoder", "vae_decoder");
-    whole(&mut rows, "split_einsum", "vae_encoder", "vae_encoder");
-    chunked(&mut rows);
-    palettized(&mut rows, "unet");
-    palettized(&mut rows, "text_encoder");
-
+    type Case = fn(&mut Vec<Row>);
+    let cases: [Case; 9] = [
+        |r| whole(r, "split_einsum", "text_encoder", "text_encoder"),
+        |r| whole(r, "split_einsum", "unet", "unet"),
+        |r| whole(r, "original", "unet", "unet"),
+        |r| whole(r, "split_einsum_v2", "unet", "unet"),
+        |r| whole(r, "split_einsum", "vae_decoder", "vae_decoder"),
+        |r| whole(r, "split_einsum", "vae_encoder", "vae_encoder"),
+        chunked,
+        |r| palettized(r, "unet"),
+        |r| palettized(r, "text_encoder"),
+    ];
+    // Rows are printed as they come, so a run cut short still shows what it measured.
     println!("| package | precision | output | PSNR (dB) | floor |");
     println!("|---|---|---|---|---|");
-    let mut failed = Vec::new();
-    for r in &rows {
-        let shown = match &r.psnr {
-            Ok(p) => format!("{p:.2}"),
-            Err(e) => format!("error: {e}"),
-        };
-        println!(
-            "| {} | {:?} | {} | {shown} | {} |",
-            r.label, r.precision, r.output, r.floor
-        );
-        if !matches!(r.psnr, Ok(p) if p >= r.floor) {
-            failed.push(format!(
-                "{} {:?} {}: {shown}",
-                r.label, r.precision, r.output
-            ));
+    let mut rows = Vec::new();
+    for case in cases {
+        let start = rows.len();
+        case(&mut rows);
+        for r in &rows[start..] {
+            let (label, precision, output) = (&r.label, r.precision, &r.output);
+            let (p, floor) = (shown(r), r.floor);
+            println!("| {label} | {precision:?} | {output} | {p} | {floor} |");
         }
     }
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| !matches!(r.psnr, Ok(p) if p >= r.floor))
+        .map(|r| format!("{} {:?} {}: {}", r.label, r.precision, r.output, shown(r)))
+        .collect();
     assert!(failed.is_empty(), "below the floor: {failed:#?}");
 }
 

@@ -103,13 +103,14 @@ pub struct Conv2dGeometry {
     pub groups: usize,
 }
 
-/// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/g, kH, kW] with burn's own ops
-/// (the default of [`RtBackend::conv2d_fused`]).
+/// 2-D convolution of x [N, Cin, H, W] with w [Cout, Cin/g, kH, kW] with burn's own ops,
+/// then `act` (the default of [`RtBackend::conv2d_fused`]).
 pub fn conv2d_generic<B: RtBackend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     geometry: Conv2dGeometry,
+    act: Activation,
 ) -> KResult<FloatTensor<B>> {
     let Conv2dGeometry {
         strides,
@@ -119,31 +120,35 @@ pub fn conv2d_generic<B: RtBackend>(
     } = geometry;
     let (dx, dw) = (dims::<B>(&x), dims::<B>(&w));
     // 1×1, stride 1, unpadded, one group: a matmul over channels.
-    if groups == 1 && dw[2] == 1 && dw[3] == 1 && strides == [1, 1] && pads == [(0, 0), (0, 0)] {
-        let (n, cin, h, wd) = (dx[0], dx[1], dx[2], dx[3]);
-        let x3 = reshape::<B>(x, &[n, cin, h * wd]);
-        let w3 = reshape::<B>(w, &[1, dw[0], cin]);
-        let mut y = matmul_generic::<B>(w3, x3)?;
-        if let Some(b) = bias {
-            y = B::float_add(
-                y,
-                expand::<B>(reshape::<B>(b, &[1, dw[0], 1]), &[n, dw[0], h * wd]),
-            );
-        }
-        return Ok(reshape::<B>(y, &[n, dw[0], h, wd]));
-    }
-    let (x, padding) = if pads[0].0 == pads[0].1 && pads[1].0 == pads[1].1 {
-        (x, [pads[0].0, pads[1].0])
-    } else {
-        let device = B::float_device(&x);
-        (pad_constant::<B>(x, 2, &pads, 0.0, &device), [0, 0])
-    };
-    Ok(B::conv2d(
-        x,
-        w,
-        bias,
-        ConvOptions::new(strides, padding, dilations, groups),
-    ))
+    let y =
+        if groups == 1 && dw[2] == 1 && dw[3] == 1 && strides == [1, 1] && pads == [(0, 0), (0, 0)]
+        {
+            let (n, cin, h, wd) = (dx[0], dx[1], dx[2], dx[3]);
+            let x3 = reshape::<B>(x, &[n, cin, h * wd]);
+            let w3 = reshape::<B>(w, &[1, dw[0], cin]);
+            let mut y = matmul_generic::<B>(w3, x3)?;
+            if let Some(b) = bias {
+                y = B::float_add(
+                    y,
+                    expand::<B>(reshape::<B>(b, &[1, dw[0], 1]), &[n, dw[0], h * wd]),
+                );
+            }
+            reshape::<B>(y, &[n, dw[0], h, wd])
+        } else {
+            let (x, padding) = if pads[0].0 == pads[0].1 && pads[1].0 == pads[1].1 {
+                (x, [pads[0].0, pads[1].0])
+            } else {
+                let device = B::float_device(&x);
+                (pad_constant::<B>(x, 2, &pads, 0.0, &device), [0, 0])
+            };
+            B::conv2d(
+                x,
+                w,
+                bias,
+                ConvOptions::new(strides, padding, dilations, groups),
+            )
+        };
+    Ok(act.apply::<B>(y))
 }
 
 /// 2-D convolution through the backend's [`RtBackend::conv2d_fused`], after checking the

@@ -106,11 +106,12 @@ pub fn linear_fn<B: RtBackend>(
     B::linear_fused(x, w, bias, act)
 }
 
-/// x·Wᵀ + b with burn's own ops (the default of [`RtBackend::linear_fused`]).
+/// x·Wᵀ + b with burn's own ops, then `act` (the default of [`RtBackend::linear_fused`]).
 pub fn linear_generic<B: RtBackend>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
+    act: Activation,
 ) -> KResult<FloatTensor<B>> {
     let dx = dims::<B>(&x);
     let dw = dims::<B>(&w);
@@ -123,7 +124,7 @@ pub fn linear_generic<B: RtBackend>(
     }
     let mut out = dx;
     *out.last_mut().unwrap() = dw[0];
-    Ok(reshape::<B>(y, &out))
+    Ok(act.apply::<B>(reshape::<B>(y, &out)))
 }
 
 fn linear<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {

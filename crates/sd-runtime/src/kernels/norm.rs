@@ -31,27 +31,28 @@ pub fn normalize<B: RtBackend>(x: FloatTensor<B>, axes: &[usize], eps: f32) -> F
     )
 }
 
-/// `t` (a per-channel vector of C values) shaped to broadcast over axis 1 of rank `r`.
-fn per_channel<B: RtBackend>(t: FloatTensor<B>, r: usize) -> FloatTensor<B> {
+/// `t` (a vector of values along `axis`) shaped to broadcast over rank `r`.
+fn along_axis<B: RtBackend>(t: FloatTensor<B>, r: usize, axis: usize) -> FloatTensor<B> {
     let c: usize = dims::<B>(&t).iter().product();
     let mut s = vec![1; r];
-    s[1] = c;
+    s[axis] = c;
     reshape::<B>(t, &s)
 }
 
-/// y·gamma + beta with gamma/beta per channel (axis 1).
-pub fn affine_channels<B: RtBackend>(
+/// y·gamma + beta with gamma/beta holding one value per position of `axis`.
+fn affine<B: RtBackend>(
     y: FloatTensor<B>,
     gamma: Option<FloatTensor<B>>,
     beta: Option<FloatTensor<B>>,
+    axis: usize,
 ) -> FloatTensor<B> {
     let d = dims::<B>(&y);
     let mut y = y;
     if let Some(g) = gamma {
-        y = B::float_mul(y, expand::<B>(per_channel::<B>(g, d.len()), &d));
+        y = B::float_mul(y, expand::<B>(along_axis::<B>(g, d.len(), axis), &d));
     }
     if let Some(b) = beta {
-        y = B::float_add(y, expand::<B>(per_channel::<B>(b, d.len()), &d));
+        y = B::float_add(y, expand::<B>(along_axis::<B>(b, d.len(), axis), &d));
     }
     y
 }
@@ -121,18 +122,8 @@ pub fn layer_norm_generic<B: RtBackend>(
     gamma: Option<FloatTensor<B>>,
     beta: Option<FloatTensor<B>>,
 ) -> KResult<FloatTensor<B>> {
-    let d = dims::<B>(&x);
-    let bshape: Vec<usize> = (0..d.len())
-        .map(|i| if i == axis { d[i] } else { 1 })
-        .collect();
-    let mut y = normalize::<B>(x, &[axis], eps);
-    if let Some(g) = gamma {
-        y = B::float_mul(y, expand::<B>(reshape::<B>(g, &bshape), &d));
-    }
-    if let Some(b) = beta {
-        y = B::float_add(y, expand::<B>(reshape::<B>(b, &bshape), &d));
-    }
-    Ok(y)
+    let y = normalize::<B>(x, &[axis], eps);
+    Ok(affine::<B>(y, gamma, beta, axis))
 }
 
 fn instance_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
@@ -143,7 +134,7 @@ fn instance_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let axes: Vec<usize> = (2..r).collect();
     let y = normalize::<B>(x.t, &axes, eps);
     Ok(vec![c.val(
-        affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)),
+        affine::<B>(y, g.map(|v| v.t), b.map(|v| v.t), 1),
         0,
     )?])
 }
@@ -154,12 +145,12 @@ fn batch_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let (mean, var) = (c.tensor("mean")?, c.tensor("variance")?);
     let eps = c.float("epsilon")?;
     let (g, b) = (c.opt_tensor("gamma")?, c.opt_tensor("beta")?);
-    let m = expand::<B>(per_channel::<B>(mean.t, d.len()), &d);
+    let m = expand::<B>(along_axis::<B>(mean.t, d.len(), 1), &d);
     let s = B::float_sqrt(B::float_add_scalar(var.t, eps.into()));
-    let s = expand::<B>(per_channel::<B>(s, d.len()), &d);
+    let s = expand::<B>(along_axis::<B>(s, d.len(), 1), &d);
     let y = B::float_div(B::float_sub(x.t, m), s);
     Ok(vec![c.val(
-        affine_channels::<B>(y, g.map(|v| v.t), b.map(|v| v.t)),
+        affine::<B>(y, g.map(|v| v.t), b.map(|v| v.t), 1),
         0,
     )?])
 }
@@ -192,19 +183,22 @@ pub fn group_norm_fn<B: RtBackend>(
     B::group_norm_fused(x, groups, eps, gamma, beta, act)
 }
 
-/// Group norm with burn's own ops (the default of [`RtBackend::group_norm_fused`]).
+/// Group norm with burn's own ops, then `act` (the default of
+/// [`RtBackend::group_norm_fused`]).
 pub fn group_norm_generic<B: RtBackend>(
     x: FloatTensor<B>,
     groups: usize,
     eps: f32,
     gamma: Option<FloatTensor<B>>,
     beta: Option<FloatTensor<B>>,
+    act: Activation,
 ) -> KResult<FloatTensor<B>> {
     let d = dims::<B>(&x);
     let n = d[0];
     let per: usize = d[1..].iter().product::<usize>() / groups;
     let y = normalize::<B>(reshape::<B>(x, &[n, groups, per]), &[2], eps);
-    Ok(affine_channels::<B>(reshape::<B>(y, &d), gamma, beta))
+    let y = affine::<B>(reshape::<B>(y, &d), gamma, beta, 1);
+    Ok(act.apply::<B>(y))
 }
 
 fn group_norm<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {

@@ -416,7 +416,7 @@ fn einsum_apple_forms() {
 
 /// Naive conv for checking: x [N,Cin,H,W], w [Cout,Cin/g,kh,kw], explicit pads.
 #[allow(clippy::too_many_arguments)]
-fn naive_conv(
+pub(super) fn naive_conv(
     x: &[f32],
     xs: [usize; 4],
     w: &[f32],

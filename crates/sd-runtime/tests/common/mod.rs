@@ -38,7 +38,10 @@ pub fn reference(component: &str) -> (HashMap<String, Tensor>, HashMap<String, T
 }
 
 /// Only the inputs the model declares.
-pub fn model_inputs(model: &Model, all: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+pub fn model_inputs<B: sd_runtime::RtBackend>(
+    model: &Model<B>,
+    all: &HashMap<String, Tensor>,
+) -> HashMap<String, Tensor> {
     model
         .description()
         .inputs

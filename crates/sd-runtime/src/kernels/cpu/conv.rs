@@ -13,10 +13,11 @@ use rayon::prelude::*;
 /// Scratch elements for one band of im2col columns.
 const COL_BUDGET: usize = 1 << 21;
 
-/// Output size of one spatial axis.
-fn out_size(input: usize, lo: usize, hi: usize, k: usize, stride: usize, dil: usize) -> usize {
-    let eff = dil * (k - 1) + 1;
-    (input + lo + hi).saturating_sub(eff) / stride + 1
+/// Output size of spatial axis `a` (0: height, 1: width) for an input of `input` and a
+/// kernel of `k` along it.
+fn out_size(input: usize, k: usize, g: &Conv2dGeometry, a: usize) -> usize {
+    let eff = g.dilations[a] * (k - 1) + 1;
+    (input + g.pads[a].0 + g.pads[a].1).saturating_sub(eff) / g.strides[a] + 1
 }
 
 struct Geo {
@@ -108,22 +109,7 @@ pub fn conv2d(
         groups > 0 && cin == cpg * groups && cout.is_multiple_of(groups),
         "conv2d: x {xs:?}, w {ws:?}, {groups} groups"
     );
-    let oh = out_size(
-        h,
-        g.pads[0].0,
-        g.pads[0].1,
-        kh,
-        g.strides[0],
-        g.dilations[0],
-    );
-    let ow = out_size(
-        wd,
-        g.pads[1].0,
-        g.pads[1].1,
-        kw,
-        g.strides[1],
-        g.dilations[1],
-    );
+    let (oh, ow) = (out_size(h, kh, &g, 0), out_size(wd, kw, &g, 1));
     let opg = cout / groups;
     let kk = cpg * kh * kw;
     let plane = oh * ow;
@@ -222,65 +208,8 @@ pub fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::tests::naive_conv;
     use ndarray::Array;
-
-    #[allow(clippy::too_many_arguments)]
-    fn naive(
-        x: &[f32],
-        xs: [usize; 4],
-        w: &[f32],
-        ws: [usize; 4],
-        b: &[f32],
-        g: Conv2dGeometry,
-    ) -> Vec<f32> {
-        let [n, _, h, wd] = xs;
-        let [cout, cpg, kh, kw] = ws;
-        let oh = out_size(
-            h,
-            g.pads[0].0,
-            g.pads[0].1,
-            kh,
-            g.strides[0],
-            g.dilations[0],
-        );
-        let ow = out_size(
-            wd,
-            g.pads[1].0,
-            g.pads[1].1,
-            kw,
-            g.strides[1],
-            g.dilations[1],
-        );
-        let opg = cout / g.groups;
-        let mut out = vec![0.0; n * cout * oh * ow];
-        for ni in 0..n {
-            for co in 0..cout {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut s = b[co];
-                        for ci in 0..cpg {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let iy = (oy * g.strides[0] + ky * g.dilations[0]) as i64
-                                        - g.pads[0].0 as i64;
-                                    let ix = (ox * g.strides[1] + kx * g.dilations[1]) as i64
-                                        - g.pads[1].0 as i64;
-                                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
-                                        continue;
-                                    }
-                                    let c = (co / opg) * cpg + ci;
-                                    s += x[((ni * xs[1] + c) * h + iy as usize) * wd + ix as usize]
-                                        * w[((co * cpg + ci) * kh + ky) * kw + kx];
-                                }
-                            }
-                        }
-                        out[((ni * cout + co) * oh + oy) * ow + ox] = s;
-                    }
-                }
-            }
-        }
-        out
-    }
 
     fn vals(n: usize, s: f32) -> Vec<f32> {
         (0..n)
@@ -293,7 +222,19 @@ mod tests {
         let w = vals(ws.iter().product(), 0.05);
         let b: Vec<f32> = (0..ws[0]).map(|i| i as f32 * 0.1 - 0.2).collect();
         let zero = vec![0.0; ws[0]];
-        let mut want = naive(&x, xs, &w, ws, if bias { &b } else { &zero }, g);
+        let pads = [g.pads[0].0, g.pads[0].1, g.pads[1].0, g.pads[1].1];
+        let b_or_zero = if bias { &b } else { &zero };
+        let (mut want, _) = naive_conv(
+            &x,
+            xs,
+            &w,
+            ws,
+            b_or_zero,
+            g.strides,
+            pads,
+            g.dilations,
+            g.groups,
+        );
         super::act::apply(act, &mut want);
         let xa = Array::from_shape_vec(IxDyn(&xs), x).unwrap();
         let wa = Array::from_shape_vec(IxDyn(&ws), w).unwrap();

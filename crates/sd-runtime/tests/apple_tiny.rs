@@ -5,11 +5,8 @@ mod common;
 use common::*;
 use sd_runtime::{Model, Precision};
 
-fn check(folder: &str, component: &str, reference: &str) {
-    let p = run(folder, component, reference, Precision::Program);
-    assert_floor(&p, 35.0, &format!("{folder}/{component} program precision"));
-    let f = run(folder, component, reference, Precision::Fp32);
-    assert_floor(&f, 60.0, &format!("{folder}/{component} fp32"));
+fn check(folder: &str, component: &str, io: &str) {
+    check_floors::<sd_runtime::Cpu>("", folder, component, io, Default::default());
 }
 
 #[test]

@@ -5,26 +5,9 @@
 mod common;
 use common::*;
 use sd_runtime::generic::GenericCpu;
-use sd_runtime::{LoadOptions, Model, Precision};
 
 fn check(folder: &str, component: &str, io: &str) {
-    let (ins, outs) = reference(io);
-    for (precision, floor) in [(Precision::Program, 35.0), (Precision::Fp32, 60.0)] {
-        let options = LoadOptions::<GenericCpu>::new(precision, Default::default());
-        let model = Model::load(package(folder, component), options).unwrap();
-        let got = model.predict(&model_inputs(&model, &ins)).unwrap();
-        let rows = report(
-            &format!("generic {folder}/{component}"),
-            precision,
-            &got,
-            &outs,
-        );
-        assert_floor(
-            &rows,
-            floor,
-            &format!("generic {folder}/{component} {precision:?}"),
-        );
-    }
+    check_floors::<GenericCpu>("generic ", folder, component, io, Default::default());
 }
 
 #[test]

@@ -72,6 +72,19 @@ fn only_readers(idx: &Index, name: &str, n: usize) -> bool {
     idx.readers(name).len() == n && !idx.readers(name).contains(&usize::MAX)
 }
 
+/// The names an einsum reads (`""` for an inline constant operand).
+fn operand_names(op: &Operation) -> Option<Vec<&str>> {
+    Some(
+        op.input("values")?
+            .iter()
+            .map(|b| match b {
+                Binding::Name(n) => n.as_str(),
+                _ => "",
+            })
+            .collect(),
+    )
+}
+
 /// The operands of one einsum pair (scores, optional scale, softmax over axis 1, weighted
 /// values) ending at `out`: the q, k and v values the einsums read, and the scale.
 fn einsum_pair(f: &Function, idx: &Index, out: &str) -> Option<Pair> {
@@ -79,17 +92,7 @@ fn einsum_pair(f: &Function, idx: &Index, out: &str) -> Option<Pair> {
     if equation(f, idx, pv)?.as_str() != "bchk,bkhq->bchq" || !only_readers(idx, out, 1) {
         return None;
     }
-    let vals: Vec<&str> = pv
-        .input("values")?
-        .iter()
-        .map(|b| {
-            if let Binding::Name(n) = b {
-                n.as_str()
-            } else {
-                ""
-            }
-        })
-        .collect();
+    let vals = operand_names(pv)?;
     let [vh, w] = vals.as_slice() else {
         return None;
     };
@@ -121,17 +124,7 @@ fn einsum_pair(f: &Function, idx: &Index, out: &str) -> Option<Pair> {
     if equation(f, idx, qk)?.as_str() != "bkhc,bchq->bkhq" || !only_readers(idx, &logits, 1) {
         return None;
     }
-    let vals: Vec<&str> = qk
-        .input("values")?
-        .iter()
-        .map(|b| {
-            if let Binding::Name(n) = b {
-                n.as_str()
-            } else {
-                ""
-            }
-        })
-        .collect();
+    let vals = operand_names(qk)?;
     let [kh, qh] = vals.as_slice() else {
         return None;
     };

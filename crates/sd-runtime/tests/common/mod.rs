@@ -93,3 +93,23 @@ pub fn assert_floor(rows: &[(String, f64)], floor: f64, what: &str) {
         assert!(*p >= floor, "{what} {name}: PSNR {p:.2} dB < {floor} dB");
     }
 }
+
+/// Runs a package on backend `B` in program precision (floor 35 dB) and in fp32 (floor 60 dB)
+/// against its component's PyTorch reference outputs.
+pub fn check_floors<B: sd_runtime::RtBackend>(
+    label: &str,
+    folder: &str,
+    component: &str,
+    io: &str,
+    device: B::Device,
+) {
+    let (ins, outs) = reference(io);
+    for (precision, floor) in [(Precision::Program, 35.0), (Precision::Fp32, 60.0)] {
+        let options = sd_runtime::LoadOptions::<B>::new(precision, device.clone());
+        let model = Model::load(package(folder, component), options).unwrap();
+        let got = model.predict(&model_inputs(&model, &ins)).unwrap();
+        let what = format!("{label}{folder}/{component}");
+        let rows = report(&what, precision, &got, &outs);
+        assert_floor(&rows, floor, &format!("{what} {precision:?}"));
+    }
+}

@@ -33,8 +33,8 @@ mod tensor;
 
 pub use backend::{Cpu, RtBackend};
 #[cfg(feature = "cuda")]
-pub use cuda::{Cuda, CudaDevice};
+pub use cuda::{Cuda, CudaDevice, CudaUnfused};
 pub use error::{Result, RuntimeError};
-pub use model::{LoadOptions, Model, Precision};
+pub use model::{LoadOptions, Model, Precision, Produced};
 pub use psnr::psnr;
 pub use tensor::{HostDType, Tensor, TensorData};

@@ -15,6 +15,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The callback of [`Model::predict_inspect`].
+type Inspector<'f, B> = dyn FnMut(&Produced<'_, B>) + 'f;
+
 /// A constant's f32 elements, produced on demand.
 type RawConst = Arc<dyn Fn() -> Option<Vec<f32>> + Send + Sync>;
 
@@ -74,6 +77,7 @@ struct Step<B: RtBackend> {
     kernel: KernelFn<B>,
     args: Vec<(String, Vec<Arg>)>,
     outputs: Vec<usize>,
+    out_names: Vec<String>,
     out_types: Vec<TensorType>,
     /// Slots whose last reader is this step.
     frees: Vec<usize>,
@@ -290,6 +294,7 @@ impl<B: RtBackend> Model<B> {
                 kernel,
                 args,
                 outputs,
+                out_names: op.outputs.iter().map(|v| v.name.clone()).collect(),
                 out_types: op.outputs.iter().map(|v| v.ty.clone()).collect(),
                 frees: Vec::new(),
             });
@@ -426,6 +431,26 @@ impl<B: RtBackend> Model<B> {
     /// the named outputs. fp32 data given for an fp16 feature is rounded to fp16 (as Core ML
     /// converts it); int32 features need int32 data.
     pub fn predict(&self, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+        self.run(inputs, None)
+    }
+
+    /// [`Model::predict`], calling `inspect` with every value an op produces, in program
+    /// order, after the precision rounding the next op sees. Reading a value
+    /// ([`Produced::tensor`]) copies it to the host and waits for the device, so this is for
+    /// finding where a conversion or a backend goes wrong, not for speed.
+    pub fn predict_inspect(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        mut inspect: impl FnMut(&Produced<'_, B>),
+    ) -> Result<HashMap<String, Tensor>> {
+        self.run(inputs, Some(&mut inspect))
+    }
+
+    fn run(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        inspect: Option<&mut Inspector<'_, B>>,
+    ) -> Result<HashMap<String, Tensor>> {
         for name in inputs.keys() {
             if !self.inputs.iter().any(|(f, _)| &f.name == name) {
                 let expected = self
@@ -456,7 +481,7 @@ impl<B: RtBackend> Model<B> {
             }
             slots[*slot] = Some(Val::new(from_vec::<B>(v, &t.shape, &self.device), dt));
         }
-        let run = std::panic::AssertUnwindSafe(|| self.execute(&mut slots));
+        let run = std::panic::AssertUnwindSafe(|| self.execute(&mut slots, inspect));
         match std::panic::catch_unwind(run) {
             Ok(r) => r?,
             Err(p) => {
@@ -488,21 +513,19 @@ impl<B: RtBackend> Model<B> {
                 } else {
                     v.shape()
                 };
-            let data = to_vec::<B>(v.t);
-            let t = match feat.dtype.dtype() {
-                DType::F16 => Tensor {
-                    shape,
-                    data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()),
-                },
-                DType::I32 => Tensor::i32(shape, data.iter().map(|x| *x as i32).collect()),
-                _ => Tensor::f32(shape, data),
-            };
-            out.insert(feat.name.clone(), t);
+            out.insert(
+                feat.name.clone(),
+                host_tensor::<B>(v.t, shape, feat.dtype.dtype()),
+            );
         }
         Ok(out)
     }
 
-    fn execute(&self, slots: &mut [Option<Val<B>>]) -> Result<()> {
+    fn execute(
+        &self,
+        slots: &mut [Option<Val<B>>],
+        mut inspect: Option<&mut Inspector<'_, B>>,
+    ) -> Result<()> {
         for step in &self.steps {
             let mut args = Vec::with_capacity(step.args.len());
             // Count remaining reads of each freed slot within this step so that the last read
@@ -574,7 +597,8 @@ impl<B: RtBackend> Model<B> {
                     ),
                 });
             }
-            for ((mut v, slot), ty) in outs.into_iter().zip(&step.outputs).zip(&step.out_types) {
+            let produced = outs.into_iter().zip(&step.outputs).zip(&step.out_types);
+            for (((mut v, slot), ty), name) in produced.zip(&step.out_names) {
                 let got = v.shape();
                 // Rank-0 values are held as [1].
                 if got != ty.shape && !(ty.shape.is_empty() && got == [1]) {
@@ -588,6 +612,14 @@ impl<B: RtBackend> Model<B> {
                     v.t = B::round_f16(v.t);
                 }
                 v.dtype = ty.dtype;
+                if let Some(f) = inspect.as_mut() {
+                    f(&Produced {
+                        op: &step.name,
+                        op_type: &step.op_type,
+                        name,
+                        value: &v,
+                    });
+                }
                 slots[*slot] = Some(v);
             }
             for s in &step.frees {
@@ -595,5 +627,42 @@ impl<B: RtBackend> Model<B> {
             }
         }
         Ok(())
+    }
+}
+
+/// One value an op produced, as [`Model::predict_inspect`] reports it.
+pub struct Produced<'a, B: RtBackend> {
+    /// The producing op's name.
+    pub op: &'a str,
+    /// The producing op's type (`conv`, `add`…; fused ops have the runtime's own names).
+    pub op_type: &'a str,
+    /// The value's name in the program.
+    pub name: &'a str,
+    value: &'a Val<B>,
+}
+
+impl<B: RtBackend> Produced<'_, B> {
+    /// The value on the host, typed as the program types it (fp16, fp32, int32; bools as
+    /// fp32 0/1).
+    pub fn tensor(&self) -> Tensor {
+        let v = self.value;
+        host_tensor::<B>(v.t.clone(), v.shape(), v.dtype)
+    }
+}
+
+/// A device tensor read back as a host tensor of the MIL element type `dtype`.
+fn host_tensor<B: RtBackend>(
+    t: burn_tensor::ops::FloatTensor<B>,
+    shape: Vec<usize>,
+    dtype: DType,
+) -> Tensor {
+    let data = to_vec::<B>(t);
+    match dtype {
+        DType::F16 => Tensor {
+            shape,
+            data: TensorData::F16(data.iter().map(|x| half::f16::from_f32(*x)).collect()),
+        },
+        DType::I32 => Tensor::i32(shape, data.iter().map(|x| *x as i32).collect()),
+        _ => Tensor::f32(shape, data),
     }
 }

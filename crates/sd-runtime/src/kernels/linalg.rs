@@ -32,7 +32,12 @@ pub fn matmul_nd<B: RtBackend>(a: FloatTensor<B>, b: FloatTensor<B>) -> KResult<
 }
 
 /// Batched matmul of same-rank operands with burn's own ops (the default of
-/// [`RtBackend::matmul_batched`]): batch dims of 1 are expanded, then `float_matmul`.
+/// [`RtBackend::matmul_batched`]).
+///
+/// A right operand shared by every batch folds the left operand's batch dims into its rows
+/// (one 2-D product). Any other broadcast batch dim is copied out to real data: CubeCL's
+/// matmul (burn-cuda 0.21) reads a stride-0 batch dim of an expanded view as if it were
+/// packed, which gave every batch after the first garbage.
 pub fn matmul_generic<B: RtBackend>(
     a: FloatTensor<B>,
     b: FloatTensor<B>,
@@ -40,11 +45,22 @@ pub fn matmul_generic<B: RtBackend>(
     let (da, db) = (dims::<B>(&a), dims::<B>(&b));
     let r = da.len();
     let batch = broadcast(&da[..r - 2], &db[..r - 2])?;
+    let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
+    let rows = batch.iter().product::<usize>() * m;
+    if db[..r - 2].iter().all(|&d| d == 1) && da[..r - 2] == batch[..] && rows > m {
+        let y = B::float_matmul(reshape::<B>(a, &[rows, k]), reshape::<B>(b, &[k, n]));
+        let mut out = batch;
+        out.extend_from_slice(&[m, n]);
+        return Ok(reshape::<B>(y, &out));
+    }
     let mut sa = batch.clone();
     sa.extend_from_slice(&da[r - 2..]);
     let mut sb = batch;
     sb.extend_from_slice(&db[r - 2..]);
-    Ok(B::float_matmul(expand::<B>(a, &sa), expand::<B>(b, &sb)))
+    Ok(B::float_matmul(
+        util::repeat_to::<B>(a, &sa),
+        util::repeat_to::<B>(b, &sb),
+    ))
 }
 
 fn swap_last<B: RtBackend>(t: FloatTensor<B>) -> FloatTensor<B> {
@@ -365,4 +381,75 @@ fn fused_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let o = reshape::<B>(permute::<B>(o, &[0, 1, 3, 2]), &[b, heads * dvh, 1, sq]);
     let _ = axis;
     Ok(vec![c.val(o, 0)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matmul_generic;
+    use crate::generic::GenericCpu;
+    use crate::kernels::util::{from_vec, to_vec};
+
+    /// Deterministic, distinct values.
+    fn data(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
+    }
+
+    /// Row-major batched product with broadcast batch dims, on the host.
+    fn naive(a: &[f32], da: &[usize], b: &[f32], db: &[usize]) -> (Vec<f32>, Vec<usize>) {
+        let r = da.len();
+        let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
+        let batch: Vec<usize> = (0..r - 2).map(|i| da[i].max(db[i])).collect();
+        let count: usize = batch.iter().product();
+        let mut out = Vec::with_capacity(count * m * n);
+        for flat in 0..count {
+            let (mut rest, mut oa, mut ob) = (flat, 0, 0);
+            let (mut sa, mut sb) = (m * k, k * n);
+            for i in (0..r - 2).rev() {
+                let idx = rest % batch[i];
+                rest /= batch[i];
+                oa += if da[i] == 1 { 0 } else { idx * sa };
+                ob += if db[i] == 1 { 0 } else { idx * sb };
+                sa *= da[i];
+                sb *= db[i];
+            }
+            for i in 0..m {
+                for j in 0..n {
+                    out.push((0..k).map(|p| a[oa + i * k + p] * b[ob + p * n + j]).sum());
+                }
+            }
+        }
+        let mut shape = batch;
+        shape.extend_from_slice(&[m, n]);
+        (out, shape)
+    }
+
+    /// Shared operands (folded rows), a shared left operand (a 1×1 convolution's weight) and
+    /// batch dims broadcast both ways all equal the host product.
+    #[test]
+    fn broadcast_batches_equal_the_host_product() {
+        let cases: [(&[usize], &[usize]); 4] = [
+            (&[2, 3, 4, 5], &[1, 1, 5, 6]),
+            (&[1, 7, 5], &[2, 5, 9]),
+            (&[2, 1, 3, 4], &[1, 3, 4, 2]),
+            (&[2, 3, 4], &[2, 4, 5]),
+        ];
+        let device = Default::default();
+        for (da, db) in cases {
+            let a = data(da.iter().product(), 0.1);
+            let b = data(db.iter().product(), 1.3);
+            let (want, shape) = naive(&a, da, &b, db);
+            let ta = from_vec::<GenericCpu>(a, da, &device);
+            let tb = from_vec::<GenericCpu>(b, db, &device);
+            let y = matmul_generic::<GenericCpu>(ta, tb).unwrap();
+            assert_eq!(
+                crate::kernels::util::dims::<GenericCpu>(&y),
+                shape,
+                "{da:?}·{db:?}"
+            );
+            let got = to_vec::<GenericCpu>(y);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "{da:?}·{db:?}: {g} vs {w}");
+            }
+        }
+    }
 }

@@ -91,6 +91,19 @@ pub fn expand<B: RtBackend>(t: FloatTensor<B>, shape: &[usize]) -> FloatTensor<B
     B::float_expand(t, Shape::from(shape.to_vec()))
 }
 
+/// Broadcasts a tensor to `shape` with real copies along each broadcast dim (a packed
+/// tensor, where [`expand`] gives a stride-0 view).
+pub fn repeat_to<B: RtBackend>(t: FloatTensor<B>, shape: &[usize]) -> FloatTensor<B> {
+    let mut t = to_rank::<B>(t, shape.len());
+    let d = dims::<B>(&t);
+    for (axis, (&have, &want)) in d.iter().zip(shape).enumerate() {
+        if have == 1 && want > 1 {
+            t = B::float_cat(vec![t; want], axis);
+        }
+    }
+    t
+}
+
 /// Brings two operands to one broadcast shape.
 pub fn broadcast_pair<B: RtBackend>(
     a: FloatTensor<B>,

@@ -1,9 +1,9 @@
 //! Fixture helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use sd_runtime::{Model, Precision, Tensor, psnr};
+use sd_runtime::{LoadOptions, Model, Precision, RtBackend, Tensor, psnr};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The apple-tiny fixture folder (`SD_FIXTURES` overrides).
 pub fn fixtures() -> PathBuf {
@@ -112,4 +112,25 @@ pub fn check_floors<B: sd_runtime::RtBackend>(
         let rows = report(&what, precision, &got, &outs);
         assert_floor(&rows, floor, &format!("{what} {precision:?}"));
     }
+}
+
+/// Every value of a prediction in program order: (name, op type, host tensor).
+pub type Trace = Vec<(String, String, Tensor)>;
+
+/// Loads a package on backend `B` (default device) and runs it on the model's share of
+/// `all`, recording every value (`Model::predict_inspect`); returns the trace and the outputs.
+pub fn trace<B: RtBackend>(
+    path: &Path,
+    precision: Precision,
+    all: &HashMap<String, Tensor>,
+) -> (Trace, HashMap<String, Tensor>) {
+    let options = LoadOptions::<B>::new(precision, Default::default());
+    let model = Model::load(path, options).unwrap();
+    let mut values = Vec::new();
+    let outs = model
+        .predict_inspect(&model_inputs(&model, all), |p| {
+            values.push((p.name.to_string(), p.op_type.to_string(), p.tensor()));
+        })
+        .unwrap();
+    (values, outs)
 }

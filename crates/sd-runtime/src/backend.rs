@@ -12,7 +12,7 @@ use crate::kernels::cpu::{self, array};
 use crate::kernels::{self, Activation, Conv2dGeometry, KResult};
 use burn_ndarray::NdArrayTensor;
 use burn_tensor::backend::Backend;
-use burn_tensor::ops::FloatTensor;
+use burn_tensor::ops::{FloatTensor, InterpolateMode, InterpolateOptions, ModuleOps};
 use burn_tensor::{FloatDType, TensorMetadata};
 
 /// The CPU backend: burn's NdArray backend in f32.
@@ -82,6 +82,18 @@ pub trait RtBackend: Backend {
         beta: Option<FloatTensor<Self>>,
     ) -> KResult<FloatTensor<Self>> {
         kernels::layer_norm_generic::<Self>(x, axis, eps, gamma, beta)
+    }
+
+    /// An activation applied to every element (the standalone `silu`, `relu`, `gelu` ops).
+    fn activation(x: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
+        act.apply::<Self>(x)
+    }
+
+    /// Nearest-neighbour upsampling of x [N, C, H, W] to [N, C, oh, ow] (source index
+    /// ⌊o·H/oh⌋, as Core ML's `upsample_nearest_neighbor`).
+    fn upsample_nearest(x: FloatTensor<Self>, oh: usize, ow: usize) -> FloatTensor<Self> {
+        let options = InterpolateOptions::new(InterpolateMode::Nearest);
+        Self::interpolate(x, [oh, ow], options)
     }
 
     /// softmax(q·kᵀ·scale + mask)·v for q [..., Sq, d], k [..., Sk, d], v [..., Sk, dv] of one
@@ -181,6 +193,27 @@ impl RtBackend for Cpu {
                 act,
             )
         }))
+    }
+
+    fn activation(x: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
+        if !array::is_f32(&x) {
+            return act.apply::<Self>(x);
+        }
+        in_place(x, |a| cpu::act::apply_par(act, a))
+    }
+
+    fn upsample_nearest(x: FloatTensor<Self>, oh: usize, ow: usize) -> FloatTensor<Self> {
+        let d = x.shape().to_vec();
+        let whole = d[2] > 0 && d[3] > 0 && oh.is_multiple_of(d[2]) && ow.is_multiple_of(d[3]);
+        let Some(xv) = array::view(&x).filter(|_| whole) else {
+            let options = InterpolateOptions::new(InterpolateMode::Nearest);
+            return Self::interpolate(x, [oh, ow], options);
+        };
+        let xs = xv.as_standard_layout();
+        let data = xs.as_slice().expect("row-major");
+        let (sy, sx) = (oh / d[2], ow / d[3]);
+        let y = cpu::upsample::upsample_nearest(data, d[0] * d[1], d[2], d[3], sy, sx);
+        array::tensor(y, &[d[0], d[1], oh, ow])
     }
 
     fn softmax_fused(x: FloatTensor<Self>, axis: usize) -> FloatTensor<Self> {

@@ -79,6 +79,9 @@ struct Step<B: RtBackend> {
     outputs: Vec<usize>,
     out_names: Vec<String>,
     out_types: Vec<TensorType>,
+    /// The op only moves or selects values of its own element type, so an fp16 output is
+    /// already fp16-exact and needs no rounding pass.
+    value_preserving: bool,
     /// Slots whose last reader is this step.
     frees: Vec<usize>,
 }
@@ -95,6 +98,30 @@ pub struct Model<B: RtBackend = Cpu> {
     device: B::Device,
     op_counts: HashMap<String, usize>,
 }
+
+/// Ops whose outputs hold only values of their inputs, in the same element type (layout,
+/// selection, max/min): an fp16 output of one of them is exact in fp16 already.
+const VALUE_PRESERVING: &[&str] = &[
+    "reshape",
+    "transpose",
+    "split",
+    "slice_by_index",
+    "slice_by_size",
+    "concat",
+    "stack",
+    "squeeze",
+    "expand_dims",
+    "gather",
+    "gather_nd",
+    "gather_along_axis",
+    "tile",
+    "upsample_nearest_neighbor",
+    "reduce_max",
+    "reduce_min",
+    "max_pool",
+    "identity",
+    "relu",
+];
 
 /// Constants up to this many elements keep a host copy for kernels' attribute reads.
 const SMALL: usize = 4096;
@@ -296,6 +323,7 @@ impl<B: RtBackend> Model<B> {
                 outputs,
                 out_names: op.outputs.iter().map(|v| v.name.clone()).collect(),
                 out_types: op.outputs.iter().map(|v| v.ty.clone()).collect(),
+                value_preserving: VALUE_PRESERVING.contains(&op.op_type.as_str()),
                 frees: Vec::new(),
             });
         }
@@ -608,7 +636,10 @@ impl<B: RtBackend> Model<B> {
                         reason: format!("kernel produced shape {got:?}, the program declares {ty}"),
                     });
                 }
-                if ty.dtype == DType::F16 && self.precision == Precision::Program {
+                if ty.dtype == DType::F16
+                    && self.precision == Precision::Program
+                    && !step.value_preserving
+                {
                     v.t = B::round_f16(v.t);
                 }
                 v.dtype = ty.dtype;
@@ -642,6 +673,11 @@ pub struct Produced<'a, B: RtBackend> {
 }
 
 impl<B: RtBackend> Produced<'_, B> {
+    /// The value's dimensions (no copy).
+    pub fn shape(&self) -> Vec<usize> {
+        self.value.shape()
+    }
+
     /// The value on the host, typed as the program types it (fp16, fp32, int32; bools as
     /// fp32 0/1).
     pub fn tensor(&self) -> Tensor {

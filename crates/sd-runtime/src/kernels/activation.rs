@@ -1,14 +1,14 @@
 //! Activations and softmax.
 
-use super::util::{axis, dims};
+use super::util::axis;
 use super::{Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
 use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
-    r.insert("silu", |c| act(c, silu::<B>));
+    r.insert("silu", |c| act(c, |x| B::activation(x, Activation::Silu)));
     r.insert("sigmoid", |c| act(c, B::sigmoid));
-    r.insert("relu", |c| act(c, |x| B::float_clamp_min(x, 0.0f32.into())));
+    r.insert("relu", |c| act(c, |x| B::activation(x, Activation::Relu)));
     r.insert("gelu", gelu);
     r.insert("softmax", |c| {
         let x = c.tensor("x")?;
@@ -160,7 +160,8 @@ pub fn gelu_mode<B: RtBackend>(x: FloatTensor<B>, mode: &str) -> KResult<FloatTe
 
 fn gelu<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let mode = c.string("mode")?;
+    let act = Activation::of_op("gelu", Some(&mode))
+        .ok_or_else(|| KernelError::param("mode", format!("unknown gelu mode `{mode}`")))?;
     let x = c.tensor("x")?;
-    let _ = dims::<B>;
-    Ok(vec![c.val(gelu_mode::<B>(x.t, &mode)?, 0)?])
+    Ok(vec![c.val(B::activation(x.t, act), 0)?])
 }

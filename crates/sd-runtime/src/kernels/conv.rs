@@ -5,7 +5,7 @@ use super::linalg::matmul_generic;
 use super::util::{self, cat, dims, expand, narrow, reshape};
 use super::{Activation, Ctx, KResult, KernelError, Registry, Val};
 use crate::backend::RtBackend;
-use burn_tensor::ops::{ConvOptions, FloatTensor, InterpolateMode, InterpolateOptions};
+use burn_tensor::ops::{ConvOptions, FloatTensor};
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("conv", conv);
@@ -260,11 +260,7 @@ fn upsample<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let lead: usize = d[..r - 2].iter().product();
     let x4 = reshape::<B>(x.t, &[lead, 1, d[r - 2], d[r - 1]]);
     let (oh, ow) = (out[r - 2], out[r - 1]);
-    let y = B::interpolate(
-        x4,
-        [oh, ow],
-        InterpolateOptions::new(InterpolateMode::Nearest),
-    );
+    let y = B::upsample_nearest(x4, oh, ow);
     Ok(vec![c.val(reshape::<B>(y, &out), 0)?])
 }
 

@@ -125,10 +125,18 @@ fn match_at(f: &Function, idx: &Index, rm1: usize) -> Option<Match> {
     };
     // Fold a constant per-channel affine that follows.
     let out = &r2.outputs[0].name;
+    // A constant with one value per channel that broadcasts (right-aligned) onto axis 1 of
+    // the output: [C], [C, 1, 1], [1, C, 1, 1]…
+    let rank = ot.rank();
     let per_channel = |v: &Vec<f32>, ty: &sd_mil::TensorType| -> bool {
-        v.len() == channels
-            && ty.shape.iter().filter(|d| **d != 1).count() <= 1
-            && (ty.rank() < 2 || ty.shape.get(1) == Some(&channels) || ty.rank() == 1)
+        let k = ty.rank();
+        let mut big = ty.shape.iter().enumerate().filter(|(_, d)| **d != 1);
+        let axis_ok = match (big.next(), big.next()) {
+            (Some((j, _)), None) => k <= rank && rank - k + j == 1,
+            (None, _) => channels == 1,
+            _ => false,
+        };
+        v.len() == channels && axis_ok
     };
     if let Some(bn_i) = only_reader(idx, out, "batch_norm", f) {
         let bn = &ops[bn_i];
@@ -223,6 +231,102 @@ pub fn fuse_group_norm(f: &mut Function) -> usize {
 mod tests {
     use super::super::common::test_support::fused_vs_unfused;
     use crate::Precision;
+
+    /// sd-convert's form: the decomposition at rank 5, then `mul` by gamma [C, 1, 1] and
+    /// `add` of beta [C, 1, 1], then SiLU. The affine folds into the fused op, the SiLU into
+    /// its activation, and the result is unchanged.
+    #[test]
+    fn rank5_decomposition_with_channel_affine_folds_into_one_op() {
+        use crate::kernels::Registry;
+        use crate::{LoadOptions, Model, Tensor, psnr};
+        use sd_mil::builder::FunctionBuilder;
+        use sd_mil::{ConstValue, DType, Opset, Program, TensorType};
+        use std::collections::HashMap;
+
+        let (n, c, g, h, w) = (2, 6, 3, 4, 5);
+        let mut fb = FunctionBuilder::new(Opset::CoreML6);
+        let x = fb
+            .input("x", TensorType::new(DType::F32, vec![n, c, h, w]))
+            .unwrap();
+        let per_channel = |v: f32| ConstValue::f32([c, 1, 1], &vec![v; c]).unwrap();
+        let gamma = fb.constant("gamma", per_channel(1.5)).unwrap();
+        let beta = fb.constant("beta", per_channel(-0.25)).unwrap();
+        let shape5 = [n as i32, g as i32, (c / g) as i32, h as i32, w as i32];
+        let r = fb
+            .op("reshape")
+            .input("x", &x)
+            .param("shape", shape5)
+            .build_one()
+            .unwrap();
+        let mean = |fb: &mut FunctionBuilder, v: &sd_mil::Var| {
+            fb.op("reduce_mean")
+                .input("x", v)
+                .param("axes", [2, 3, 4])
+                .param("keep_dims", true)
+                .build_one()
+                .unwrap()
+        };
+        let binary = |fb: &mut FunctionBuilder, op: &str, a: &sd_mil::Var, b: &sd_mil::Var| {
+            fb.op(op).input("x", a).input("y", b).build_one().unwrap()
+        };
+        let m1 = mean(&mut fb, &r);
+        let d = binary(&mut fb, "sub", &r, &m1);
+        let sq = fb.op("square").input("x", &d).build_one().unwrap();
+        let var = mean(&mut fb, &sq);
+        let eps = fb
+            .op("add")
+            .input("x", &var)
+            .param("y", 1e-5f32)
+            .build_one()
+            .unwrap();
+        let sd = fb.op("sqrt").input("x", &eps).build_one().unwrap();
+        let nd = binary(&mut fb, "real_div", &d, &sd);
+        let shape4 = [n as i32, c as i32, h as i32, w as i32];
+        let back = fb
+            .op("reshape")
+            .input("x", &nd)
+            .param("shape", shape4)
+            .build_one()
+            .unwrap();
+        let scaled = binary(&mut fb, "mul", &back, &gamma);
+        let shifted = binary(&mut fb, "add", &scaled, &beta);
+        let y = fb.op("silu").input("x", &shifted).build_one().unwrap();
+        let func = fb.finish(&[&y]).unwrap();
+        let description = sd_mil::Model::from_program(Program::with_main(func.clone()))
+            .unwrap()
+            .description;
+
+        let mut fused = func.clone();
+        let counts = crate::passes::run_all(&mut fused);
+        assert_eq!((counts.group_norms, counts.activations), (1, 1));
+        let types: Vec<&str> = fused
+            .operations
+            .iter()
+            .map(|o| o.op_type.as_str())
+            .collect();
+        assert_eq!(
+            types.iter().filter(|t| **t != "const").count(),
+            1,
+            "{types:?}"
+        );
+
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 7) % 19) as f32 * 0.3 - 2.0)
+            .collect();
+        let inputs = HashMap::from([("x".to_string(), Tensor::f32([n, c, h, w], x))]);
+        let run = |f: &sd_mil::Function| {
+            let options = LoadOptions::<crate::Cpu>::new(Precision::Fp32, Default::default());
+            let m = Model::plan(f, description.clone(), options, &Registry::standard()).unwrap();
+            m.predict(&inputs)
+                .unwrap()
+                .into_values()
+                .next()
+                .unwrap()
+                .to_f32_vec()
+        };
+        let p = psnr(&run(&fused), &run(&func));
+        assert!(p > 100.0, "fused vs unfused: {p:.2} dB");
+    }
 
     #[test]
     fn unet_group_norms_fused_outputs_unchanged() {

@@ -1,17 +1,19 @@
 //! 2-D convolution as im2col + GEMM: per image and group, the receptive fields of a band
-//! of output rows are laid out as columns (bounded scratch), multiplied by the weights
-//! [Cout/g, Cin/g·kh·kw] into the output, whose rows start as the bias; the activation is
-//! applied to each band while it is hot. A 1×1, stride-1, unpadded convolution multiplies
+//! of output rows are laid out as columns in a scratch that stays in L2, multiplied by the
+//! weights [Cout/g, Cin/g·kh·kw] into the output, whose rows start as the bias; the
+//! activation is applied to each band while it is hot. Bands run in parallel (each with its
+//! own scratch and a single-threaded GEMM). A 1×1, stride-1, unpadded convolution multiplies
 //! the input directly.
 
 use super::act;
 use super::gemm::{MatMut, MatRef, parallelism, sgemm};
 use crate::kernels::{Activation, Conv2dGeometry};
+use ::gemm::Parallelism;
 use ndarray::{ArrayView, IxDyn};
 use rayon::prelude::*;
 
-/// Scratch elements for one band of im2col columns.
-const COL_BUDGET: usize = 1 << 21;
+/// Scratch elements for one band of im2col columns (a band's columns stay in L2).
+const COL_BUDGET: usize = 1 << 16;
 
 /// Output size of spatial axis `a` (0: height, 1: width) for an input of `input` and a
 /// kernel of `k` along it.
@@ -31,7 +33,7 @@ struct Geo {
 
 /// Writes the columns of output rows [oy0, oy0 + rows) of one image group's channels
 /// `x` [cpg, H, W] into `col` [cpg·kh·kw, rows·ow].
-fn im2col(x: &[f32], geo: &Geo, oy0: usize, rows: usize, col: &mut [f32]) {
+fn im2col(x: &[f32], geo: &Geo, oy0: usize, rows: usize, col: &mut [f32], parallel: bool) {
     let Geo {
         h,
         w,
@@ -79,7 +81,7 @@ fn im2col(x: &[f32], geo: &Geo, oy0: usize, rows: usize, col: &mut [f32]) {
         }
     };
     let col = &mut col[..kh * kw * (x.len() / (h * w)) * cols];
-    if col.len() >= 1 << 15 {
+    if parallel && col.len() >= 1 << 15 {
         col.par_chunks_mut(cols)
             .enumerate()
             .for_each(|(r, d)| fill(r, d));
@@ -117,13 +119,7 @@ pub fn conv2d(
     if out.is_empty() {
         return (out, [n, cout, oh, ow]);
     }
-    if let Some(b) = bias {
-        for (i, row) in out.chunks_mut(plane).enumerate() {
-            row.fill(b[i % cout]);
-        }
-    }
     let (xd, wdata) = (x.as_slice().unwrap(), w.as_slice().unwrap());
-    let direct = kh == 1 && kw == 1 && g.strides == [1, 1] && g.pads == [(0, 0), (0, 0)];
     let geo = Geo {
         h,
         w: wd,
@@ -132,75 +128,82 @@ pub fn conv2d(
         ow,
         g,
     };
-    let band = if direct {
-        oh
+    let direct = kh == 1 && kw == 1 && g.strides == [1, 1] && g.pads == [(0, 0), (0, 0)];
+    let (rows_per_band, bands) = if direct {
+        (oh, 1)
     } else {
-        (COL_BUDGET / (kk * ow).max(1)).clamp(1, oh)
+        let rows = (COL_BUDGET / (kk * ow).max(1)).clamp(1, oh);
+        (rows, oh.div_ceil(rows))
     };
-    let mut col = if direct {
-        Vec::new()
-    } else {
-        vec![0.0f32; kk * band * ow]
-    };
-    for img in 0..n {
-        for gi in 0..groups {
-            let xg = &xd[(img * cin + gi * cpg) * h * wd..][..cpg * h * wd];
-            let lhs = MatRef {
-                ptr: wdata[gi * opg * kk..].as_ptr(),
-                rs: kk as isize,
+    let (dst0, dst_len) = (out.as_mut_ptr() as usize, out.len());
+    // One task per (image, group, band of output rows); a task fills its band's columns
+    // (unless direct), multiplies, and applies the activation while the band is in cache.
+    let tasks = n * groups * bands;
+    // Parallel over tasks when there are several and enough work, else inside each one.
+    let over_tasks = tasks > 1 && kk * plane * opg >= 1 << 16;
+    let task = |t: usize, col: &mut Vec<f32>| {
+        let (img, gi, oy0) = (
+            t / (groups * bands),
+            (t / bands) % groups,
+            (t % bands) * rows_per_band,
+        );
+        let rows = rows_per_band.min(oh - oy0);
+        let cols = rows * ow;
+        let xg = &xd[(img * cin + gi * cpg) * h * wd..][..cpg * h * wd];
+        let lhs = MatRef {
+            ptr: wdata[gi * opg * kk..].as_ptr(),
+            rs: kk as isize,
+            cs: 1,
+        };
+        let rhs = if direct {
+            MatRef {
+                ptr: xg.as_ptr(),
+                rs: plane as isize,
                 cs: 1,
-            };
-            let obase = (img * cout + gi * opg) * plane;
-            let mut oy0 = 0;
-            while oy0 < oh {
-                let rows = band.min(oh - oy0);
-                let cols = rows * ow;
-                let rhs = if direct {
-                    MatRef {
-                        ptr: xg.as_ptr(),
-                        rs: plane as isize,
-                        cs: 1,
-                    }
-                } else {
-                    im2col(xg, &geo, oy0, rows, &mut col);
-                    MatRef {
-                        ptr: col.as_ptr(),
-                        rs: cols as isize,
-                        cs: 1,
-                    }
-                };
-                let dst = MatMut {
-                    ptr: out[obase + oy0 * ow..].as_mut_ptr(),
-                    rs: plane as isize,
-                    cs: 1,
-                };
-                // SAFETY: lhs is w's group block [opg, kk], rhs [kk, cols] lies in `col` or
-                // in x's group planes, dst [opg, cols] (row stride `plane`) in this image
-                // group's output planes; nothing else touches them meanwhile.
-                unsafe {
-                    sgemm(
-                        opg,
-                        cols,
-                        kk,
-                        dst,
-                        bias.is_some(),
-                        lhs,
-                        rhs,
-                        parallelism(opg, cols, kk),
-                    )
-                };
-                if act != Activation::None {
-                    let block = &mut out[obase..obase + opg * plane];
-                    let apply = |row: &mut [f32]| act::apply(act, &mut row[oy0 * ow..][..cols]);
-                    if opg * cols >= 1 << 15 {
-                        block.par_chunks_mut(plane).for_each(apply);
-                    } else {
-                        block.chunks_mut(plane).for_each(apply);
-                    }
-                }
-                oy0 += rows;
             }
+        } else {
+            col.resize(kk * cols, 0.0);
+            im2col(xg, &geo, oy0, rows, col, !over_tasks);
+            MatRef {
+                ptr: col.as_ptr(),
+                rs: cols as isize,
+                cs: 1,
+            }
+        };
+        let start = (img * cout + gi * opg) * plane + oy0 * ow;
+        debug_assert!(start + (opg - 1) * plane + cols <= dst_len);
+        // SAFETY: rows [start + c·plane, + cols) for c < opg lie inside `out` and belong to
+        // this task's (image, group, band) alone.
+        let row = |c: usize| unsafe {
+            std::slice::from_raw_parts_mut((dst0 as *mut f32).add(start + c * plane), cols)
+        };
+        if let Some(b) = bias {
+            (0..opg).for_each(|c| row(c).fill(b[gi * opg + c]));
         }
+        let dst = MatMut {
+            ptr: (dst0 as *mut f32).wrapping_add(start),
+            rs: plane as isize,
+            cs: 1,
+        };
+        let par = if over_tasks {
+            Parallelism::None
+        } else {
+            parallelism(opg, cols, kk)
+        };
+        // SAFETY: lhs is w's group block [opg, kk], rhs [kk, cols] lies in `col` or in x's
+        // group planes, dst [opg, cols] (row stride `plane`) is this task's own output.
+        unsafe { sgemm(opg, cols, kk, dst, bias.is_some(), lhs, rhs, par) };
+        if act != Activation::None {
+            (0..opg).for_each(|c| act::apply(act, row(c)));
+        }
+    };
+    if over_tasks {
+        (0..tasks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, t| task(t, col));
+    } else {
+        let mut col = Vec::new();
+        (0..tasks).for_each(|t| task(t, &mut col));
     }
     (out, [n, cout, oh, ow])
 }

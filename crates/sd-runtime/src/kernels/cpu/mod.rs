@@ -12,3 +12,4 @@ pub mod layer_norm;
 pub mod round;
 pub mod simd;
 pub mod softmax;
+pub mod upsample;

@@ -41,7 +41,10 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from n's bits: adding 2^23 puts the integer n + 127 (1..=255 here) in the low
+    // mantissa bits. (`n as i32` is a saturating cast that keeps the loop scalar.)
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits() & 0x7f_ffff;
+    let scale = f32::from_bits(biased << 23);
     if x < -87.3 { 0.0 } else { y * scale }
 }
 

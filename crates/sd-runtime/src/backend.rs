@@ -84,6 +84,11 @@ pub trait RtBackend: Backend {
         kernels::layer_norm_generic::<Self>(x, axis, eps, gamma, beta)
     }
 
+    /// `x[.., start..end, ..]` along `axis` (the `split` op's pieces).
+    fn narrow(x: FloatTensor<Self>, axis: usize, start: usize, end: usize) -> FloatTensor<Self> {
+        kernels::narrow_generic::<Self>(x, axis, start, end)
+    }
+
     /// An activation applied to every element (the standalone `silu`, `relu`, `gelu` ops).
     fn activation(x: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
         act.apply::<Self>(x)
@@ -193,6 +198,15 @@ impl RtBackend for Cpu {
                 act,
             )
         }))
+    }
+
+    fn narrow(x: FloatTensor<Self>, axis: usize, start: usize, end: usize) -> FloatTensor<Self> {
+        // A strided view of the same buffer (burn-ndarray's slice copies); kernels read
+        // views, and in-place kernels copy them out first.
+        if !array::is_f32(&x) {
+            return kernels::narrow_generic::<Self>(x, axis, start, end);
+        }
+        array::narrowed(x, axis, start, end)
     }
 
     fn activation(x: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {

@@ -23,6 +23,7 @@ pub use constexpr::{decompress, is_constexpr};
 pub use conv::{Conv2dGeometry, conv2d_generic};
 pub use linalg::{attention_generic, linear_generic, matmul_generic};
 pub use norm::{group_norm_generic, layer_norm_generic};
+pub use util::narrow_generic;
 
 use crate::backend::RtBackend;
 use burn_tensor::TensorMetadata;

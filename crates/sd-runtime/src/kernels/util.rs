@@ -126,8 +126,19 @@ pub fn axis(a: i64, rank: usize) -> KResult<usize> {
     }
 }
 
-/// `t[.., start..end, ..]` on one axis.
+/// `t[.., start..end, ..]` on one axis ([`RtBackend::narrow`]: a view where the backend can).
 pub fn narrow<B: RtBackend>(
+    t: FloatTensor<B>,
+    axis: usize,
+    start: usize,
+    end: usize,
+) -> FloatTensor<B> {
+    B::narrow(t, axis, start, end)
+}
+
+/// `t[.., start..end, ..]` on one axis with burn's `float_slice` (the default of
+/// [`RtBackend::narrow`]).
+pub fn narrow_generic<B: RtBackend>(
     t: FloatTensor<B>,
     axis: usize,
     start: usize,

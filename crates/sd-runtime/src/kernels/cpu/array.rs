@@ -33,6 +33,19 @@ pub fn into_standard(t: NdArrayTensor) -> ArcArray<f32, IxDyn> {
     }
 }
 
+/// `t[.., start..end, ..]` along `axis` as a view of the same shared buffer (no copy).
+/// Panics on other element types (check with [`is_f32`]).
+pub fn narrowed(t: NdArrayTensor, axis: usize, start: usize, end: usize) -> NdArrayTensor {
+    match t {
+        NdArrayTensor::F32(s) => {
+            let mut a = s.into_shared();
+            a.slice_axis_inplace(ndarray::Axis(axis), ndarray::Slice::from(start..end));
+            from_array(a)
+        }
+        other => panic!("expected an f32 tensor, got {:?}", other.dtype()),
+    }
+}
+
 /// A row-major f32 tensor of the given shape over `data`.
 pub fn tensor(data: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
     let a = ArcArray::from_shape_vec(IxDyn(shape), data).expect("length matches shape");

@@ -15,6 +15,10 @@ use rayon::prelude::*;
 /// Scratch elements for one band of im2col columns (a band's columns stay in L2).
 const COL_BUDGET: usize = 1 << 16;
 
+/// Fewest output columns per band, so that packing the weights (once per band) stays small
+/// next to the product when there are many input channels.
+const MIN_COLS: usize = 256;
+
 /// Output size of spatial axis `a` (0: height, 1: width) for an input of `input` and a
 /// kernel of `k` along it.
 fn out_size(input: usize, k: usize, g: &Conv2dGeometry, a: usize) -> usize {
@@ -132,7 +136,9 @@ pub fn conv2d(
     let (rows_per_band, bands) = if direct {
         (oh, 1)
     } else {
-        let rows = (COL_BUDGET / (kk * ow).max(1)).clamp(1, oh);
+        let rows = (COL_BUDGET / (kk * ow).max(1))
+            .max(MIN_COLS.div_ceil(ow.max(1)))
+            .clamp(1, oh);
         (rows, oh.div_ceil(rows))
     };
     let (dst0, dst_len) = (out.as_mut_ptr() as usize, out.len());
@@ -318,7 +324,8 @@ mod tests {
 
     #[test]
     fn bands_when_columns_exceed_the_budget() {
-        // COL_BUDGET / (kk·ow) = 2²¹ / (576·70) = 52 rows < 80 → two bands.
+        // kk·ow = 576·70 > COL_BUDGET, so bands of ⌈MIN_COLS / 70⌉ = 4 rows: 20 bands run in
+        // parallel, each with its own scratch.
         check(
             [1, 64, 80, 70],
             [8, 64, 3, 3],

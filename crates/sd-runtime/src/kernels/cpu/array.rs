@@ -12,6 +12,14 @@ pub fn view(t: &NdArrayTensor) -> Option<ArrayView<'_, f32, IxDyn>> {
     }
 }
 
+/// Whether nothing else holds the tensor's buffer (an in-place kernel then needs no copy).
+pub fn is_unique(t: &NdArrayTensor) -> bool {
+    match t {
+        NdArrayTensor::F32(s) => s.is_unique(),
+        _ => false,
+    }
+}
+
 /// Whether the tensor holds f32 elements.
 pub fn is_f32(t: &NdArrayTensor) -> bool {
     matches!(t, NdArrayTensor::F32(_))

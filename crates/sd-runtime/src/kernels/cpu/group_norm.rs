@@ -42,6 +42,14 @@ multiversion! {
     }
 }
 
+multiversion! {
+    fn scale_shift_into(x: &[f32], y: &mut [f32], scale: f32, shift: f32) {
+        for (o, v) in y.iter_mut().zip(x) {
+            *o = *v * scale + shift;
+        }
+    }
+}
+
 /// Normalizes `x` [N, C, rest…] (row-major, `c` channels of `plane` elements per image) in
 /// place over `groups` groups, then applies per-channel gamma/beta and `act`.
 #[allow(clippy::too_many_arguments)]
@@ -55,39 +63,153 @@ pub fn group_norm_in_place(
     beta: Option<&[f32]>,
     act: Activation,
 ) {
-    let cpg = c / groups;
-    let block = cpg * plane;
-    if block == 0 {
-        return;
-    }
-    let run = |(bi, xb): (usize, &mut [f32])| {
-        let g = bi % groups;
-        // Shifting by a sample keeps the one-pass variance exact enough in f32 lanes.
-        let (s, q) = moments(xb, xb[0]);
-        let n = block as f64;
-        let mean_d = s / n;
-        let var = (q / n - mean_d * mean_d).max(0.0);
-        let mean = xb[0] as f64 + mean_d;
-        let rstd = 1.0 / (var + eps as f64).sqrt();
-        for (j, ch) in xb.chunks_mut(plane).enumerate() {
-            let ci = g * cpg + j;
-            let ga = gamma.map_or(1.0, |v| v[ci]) as f64;
-            let be = beta.map_or(0.0, |v| v[ci]) as f64;
-            let scale = ga * rstd;
-            scale_shift(ch, scale as f32, (be - mean * scale) as f32);
-            act::apply(act, ch);
-        }
+    let p = Params {
+        c,
+        plane,
+        groups,
+        eps,
+        gamma,
+        beta,
+        act,
     };
-    if x.len() >= 1 << 14 {
-        x.par_chunks_mut(block).enumerate().for_each(run);
-    } else {
-        x.chunks_mut(block).enumerate().for_each(run);
+    p.run(None, x);
+}
+
+/// [`group_norm_in_place`] reading `x` and writing `out` (same length): for an input that is
+/// still needed elsewhere, this saves the copy an in-place run would start with.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_into(
+    x: &[f32],
+    out: &mut [f32],
+    c: usize,
+    plane: usize,
+    groups: usize,
+    eps: f32,
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    act: Activation,
+) {
+    let p = Params {
+        c,
+        plane,
+        groups,
+        eps,
+        gamma,
+        beta,
+        act,
+    };
+    p.run(Some(x), out);
+}
+
+struct Params<'a> {
+    c: usize,
+    plane: usize,
+    groups: usize,
+    eps: f32,
+    gamma: Option<&'a [f32]>,
+    beta: Option<&'a [f32]>,
+    act: Activation,
+}
+
+impl Params<'_> {
+    /// Normalizes `src` (or `dst` itself) into `dst`, block by block.
+    fn run(&self, src: Option<&[f32]>, dst: &mut [f32]) {
+        let (plane, groups) = (self.plane, self.groups);
+        let cpg = self.c / groups;
+        let block = cpg * plane;
+        if block == 0 {
+            return;
+        }
+        let run = |bi: usize, xb: Option<&[f32]>, yb: &mut [f32]| {
+            let g = bi % groups;
+            let stats = xb.unwrap_or(yb);
+            // Shifting by a sample keeps the one-pass variance exact enough in f32 lanes.
+            let (s, q) = moments(stats, stats[0]);
+            let n = block as f64;
+            let mean_d = s / n;
+            let var = (q / n - mean_d * mean_d).max(0.0);
+            let mean = stats[0] as f64 + mean_d;
+            let rstd = 1.0 / (var + self.eps as f64).sqrt();
+            for (j, ch) in yb.chunks_mut(plane).enumerate() {
+                let ci = g * cpg + j;
+                let ga = self.gamma.map_or(1.0, |v| v[ci]) as f64;
+                let be = self.beta.map_or(0.0, |v| v[ci]) as f64;
+                let scale = ga * rstd;
+                let shift = (be - mean * scale) as f32;
+                match xb {
+                    Some(xb) => {
+                        scale_shift_into(&xb[j * plane..][..plane], ch, scale as f32, shift)
+                    }
+                    None => scale_shift(ch, scale as f32, shift),
+                }
+                act::apply(self.act, ch);
+            }
+        };
+        let parallel = dst.len() >= 1 << 14;
+        match src {
+            Some(x) => {
+                let pairs = x
+                    .par_chunks(block)
+                    .zip(dst.par_chunks_mut(block))
+                    .enumerate();
+                if parallel {
+                    pairs.for_each(|(bi, (xb, yb))| run(bi, Some(xb), yb));
+                } else {
+                    x.chunks(block)
+                        .zip(dst.chunks_mut(block))
+                        .enumerate()
+                        .for_each(|(bi, (xb, yb))| run(bi, Some(xb), yb));
+                }
+            }
+            None if parallel => dst
+                .par_chunks_mut(block)
+                .enumerate()
+                .for_each(|(bi, yb)| run(bi, None, yb)),
+            None => dst
+                .chunks_mut(block)
+                .enumerate()
+                .for_each(|(bi, yb)| run(bi, None, yb)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_place_equals_in_place() {
+        let (n, c, plane, groups) = (2, 8, 1000, 4);
+        let x: Vec<f32> = (0..n * c * plane)
+            .map(|i| ((i * 13 + 5) % 29) as f32 * 0.21 - 3.0)
+            .collect();
+        let gamma: Vec<f32> = (0..c).map(|i| 1.0 + i as f32 * 0.05).collect();
+        let mut in_place = x.clone();
+        let g = Some(gamma.as_slice());
+        group_norm_in_place(
+            &mut in_place,
+            c,
+            plane,
+            groups,
+            1e-5,
+            g,
+            None,
+            Activation::Silu,
+        );
+        let mut out = vec![0.0; x.len()];
+        group_norm_into(
+            &x,
+            &mut out,
+            c,
+            plane,
+            groups,
+            1e-5,
+            g,
+            None,
+            Activation::Silu,
+        );
+        assert_eq!(out, in_place);
+    }
 
     #[test]
     fn matches_two_pass_reference() {

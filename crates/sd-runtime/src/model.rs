@@ -234,10 +234,17 @@ impl<B: RtBackend> Model<B> {
             if is_constexpr(&op.op_type) {
                 let by_name = |n: &str| const_values.get(n).cloned();
                 let get = |p: &str| kernels::constexpr::bound_const(op, p, &by_name);
-                let (vals, ty) = decompress(op, &get).map_err(|reason| RuntimeError::Const {
-                    name: op.name.clone(),
-                    reason,
-                })?;
+                let (mut vals, ty) =
+                    decompress(op, &get).map_err(|reason| RuntimeError::Const {
+                        name: op.name.clone(),
+                        reason,
+                    })?;
+                // An fp16 result (e.g. affine_dequantize's scale·(q − zero point)) is fp16
+                // in Core ML; every fp16 value is then exact, as value-preserving ops assume.
+                if ty.dtype == DType::F16 && options.compute == Precision::Program {
+                    vals.iter_mut()
+                        .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+                }
                 let out = &op.outputs[0].name;
                 let small = vals.len() <= SMALL;
                 let mut e = ConstEntry {

@@ -186,35 +186,23 @@ impl RtBackend for Cpu {
         let d = x.shape().to_vec();
         let (c, plane) = (d[1], d[2..].iter().product::<usize>());
         let (g, b) = (host_vec(gamma.as_ref()), host_vec(beta.as_ref()));
+        let norm = cpu::group_norm::GroupNorm {
+            c,
+            plane,
+            groups,
+            eps,
+            gamma: g.as_deref(),
+            beta: b.as_deref(),
+            act,
+        };
         if !array::is_unique(&x)
             && let Some(xs) = array::view(&x).filter(|v| v.is_standard_layout())
         {
             let mut out = vec![0.0f32; xs.len()];
-            cpu::group_norm::group_norm_into(
-                xs.as_slice().expect("row-major"),
-                &mut out,
-                c,
-                plane,
-                groups,
-                eps,
-                g.as_deref(),
-                b.as_deref(),
-                act,
-            );
+            norm.write_into(xs.as_slice().expect("row-major"), &mut out);
             return Ok(array::tensor(out, &d));
         }
-        Ok(in_place(x, |a| {
-            cpu::group_norm::group_norm_in_place(
-                a,
-                c,
-                plane,
-                groups,
-                eps,
-                g.as_deref(),
-                b.as_deref(),
-                act,
-            )
-        }))
+        Ok(in_place(x, |a| norm.in_place(a)))
     }
 
     fn narrow(x: FloatTensor<Self>, axis: usize, start: usize, end: usize) -> FloatTensor<Self> {

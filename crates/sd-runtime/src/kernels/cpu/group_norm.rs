@@ -50,68 +50,39 @@ multiversion! {
     }
 }
 
-/// Normalizes `x` [N, C, rest…] (row-major, `c` channels of `plane` elements per image) in
-/// place over `groups` groups, then applies per-channel gamma/beta and `act`.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_in_place(
-    x: &mut [f32],
-    c: usize,
-    plane: usize,
-    groups: usize,
-    eps: f32,
-    gamma: Option<&[f32]>,
-    beta: Option<&[f32]>,
-    act: Activation,
-) {
-    let p = Params {
-        c,
-        plane,
-        groups,
-        eps,
-        gamma,
-        beta,
-        act,
-    };
-    p.run(None, x);
+/// Group norm of `x` [N, C, rest…] (row-major, `c` channels of `plane` elements per image)
+/// over `groups` groups, then per-channel gamma/beta and `act`.
+pub struct GroupNorm<'a> {
+    /// Channels.
+    pub c: usize,
+    /// Elements per channel and image.
+    pub plane: usize,
+    /// Channel groups.
+    pub groups: usize,
+    /// Added to the variance.
+    pub eps: f32,
+    /// Per-channel scale.
+    pub gamma: Option<&'a [f32]>,
+    /// Per-channel shift.
+    pub beta: Option<&'a [f32]>,
+    /// Applied last.
+    pub act: Activation,
 }
 
-/// [`group_norm_in_place`] reading `x` and writing `out` (same length): for an input that is
-/// still needed elsewhere, this saves the copy an in-place run would start with.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_into(
-    x: &[f32],
-    out: &mut [f32],
-    c: usize,
-    plane: usize,
-    groups: usize,
-    eps: f32,
-    gamma: Option<&[f32]>,
-    beta: Option<&[f32]>,
-    act: Activation,
-) {
-    let p = Params {
-        c,
-        plane,
-        groups,
-        eps,
-        gamma,
-        beta,
-        act,
-    };
-    p.run(Some(x), out);
+impl GroupNorm<'_> {
+    /// Normalizes `x` in place.
+    pub fn in_place(&self, x: &mut [f32]) {
+        self.run(None, x);
+    }
+
+    /// Reads `x` and writes `out` (same length): for an input still needed elsewhere, this
+    /// saves the copy an in-place run would start with.
+    pub fn write_into(&self, x: &[f32], out: &mut [f32]) {
+        self.run(Some(x), out);
+    }
 }
 
-struct Params<'a> {
-    c: usize,
-    plane: usize,
-    groups: usize,
-    eps: f32,
-    gamma: Option<&'a [f32]>,
-    beta: Option<&'a [f32]>,
-    act: Activation,
-}
-
-impl Params<'_> {
+impl GroupNorm<'_> {
     /// Normalizes `src` (or `dst` itself) into `dst`, block by block.
     fn run(&self, src: Option<&[f32]>, dst: &mut [f32]) {
         let (plane, groups) = (self.plane, self.groups);
@@ -184,30 +155,19 @@ mod tests {
             .map(|i| ((i * 13 + 5) % 29) as f32 * 0.21 - 3.0)
             .collect();
         let gamma: Vec<f32> = (0..c).map(|i| 1.0 + i as f32 * 0.05).collect();
+        let norm = GroupNorm {
+            c,
+            plane,
+            groups,
+            eps: 1e-5,
+            gamma: Some(&gamma),
+            beta: None,
+            act: Activation::Silu,
+        };
         let mut in_place = x.clone();
-        let g = Some(gamma.as_slice());
-        group_norm_in_place(
-            &mut in_place,
-            c,
-            plane,
-            groups,
-            1e-5,
-            g,
-            None,
-            Activation::Silu,
-        );
+        norm.in_place(&mut in_place);
         let mut out = vec![0.0; x.len()];
-        group_norm_into(
-            &x,
-            &mut out,
-            c,
-            plane,
-            groups,
-            1e-5,
-            g,
-            None,
-            Activation::Silu,
-        );
+        norm.write_into(&x, &mut out);
         assert_eq!(out, in_place);
     }
 
@@ -221,16 +181,16 @@ mod tests {
         let beta: Vec<f32> = (0..c).map(|i| i as f32 * -0.2).collect();
         for act in [Activation::None, Activation::Silu] {
             let mut got = x.clone();
-            group_norm_in_place(
-                &mut got,
+            let norm = GroupNorm {
                 c,
                 plane,
                 groups,
-                1e-5,
-                Some(&gamma),
-                Some(&beta),
+                eps: 1e-5,
+                gamma: Some(&gamma),
+                beta: Some(&beta),
                 act,
-            );
+            };
+            norm.in_place(&mut got);
             let per = c / groups * plane;
             for b in 0..n * groups {
                 let blk = &x[b * per..][..per];

@@ -447,6 +447,7 @@ const OTHER_FILES: &[&str] = &[
     "tokenizer/merges.txt",
     "tokenizer/prompts.json",
     "pipelines/pipelines.json",
+    "preprocess/clip.safetensors",
 ];
 
 /// Folders owned by other generators (checked by their own tests).

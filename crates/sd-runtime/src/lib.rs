@@ -28,6 +28,7 @@ pub mod generic;
 pub mod kernels;
 mod model;
 pub mod passes;
+pub mod pipeline;
 mod psnr;
 mod tensor;
 

@@ -116,8 +116,8 @@ impl Tensor {
         }
     }
 
-    /// Reads every tensor of a safetensors file (F32, F16, BF16, F64, I32, I64 are accepted;
-    /// BF16 and F64 become F32, I64 becomes I32), in file order.
+    /// Reads every tensor of a safetensors file (F32, F16, BF16, F64, I32, I64, U8 are accepted;
+    /// BF16 and F64 become F32, I64 and U8 (images) become I32), in file order.
     pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
         let path = path.as_ref();
         let err = |reason: String| RuntimeError::Safetensors {
@@ -176,6 +176,7 @@ impl Tensor {
                         .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i32)
                         .collect(),
                 ),
+                Dtype::U8 => Tensor::i32(shape, d.iter().map(|&b| i32::from(b)).collect()),
                 other => {
                     return Err(err(format!(
                         "tensor `{name}` has unsupported dtype {other:?}"

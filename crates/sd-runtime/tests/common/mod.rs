@@ -134,38 +134,3 @@ pub fn trace<B: RtBackend>(
         .unwrap();
     (values, outs)
 }
-
-/// Every tensor of a safetensors file as f32 values with its shape, whatever its element type
-/// (f32, f16, u8, i64, i32): the pipeline fixtures hold uint8 images and int64 ids.
-pub fn read_any(path: impl AsRef<Path>) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    use safetensors::{Dtype, SafeTensors};
-    let bytes = std::fs::read(path.as_ref()).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let d = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => d
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::F16 => d
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                    .collect(),
-                Dtype::U8 => d.iter().map(|&v| v as f32).collect(),
-                Dtype::I64 => d
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                Dtype::I32 => d
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                other => panic!("{name}: dtype {other:?}"),
-            };
-            (name, (view.shape().to_vec(), values))
-        })
-        .collect()
-}

@@ -1,5 +1,6 @@
 //! `cargo xtask bench …`: benchmarks too large or too slow for criterion.
 
+mod pipeline;
 mod rss;
 mod weights;
 
@@ -16,11 +17,16 @@ enum Bench {
     /// Write a synthetic SD-UNet-sized fp16 weight set (1.7 GB) through the streaming blob writer,
     /// read it back through the memory-mapped reader, and report throughput and peak RSS.
     Weights(weights::Args),
+    /// Text-to-image end to end (sd1-tiny at 256×256, or `--full` SD 1.5 size at 512×512):
+    /// `Pipeline::load` and `generate` beside diffusers' StableDiffusionPipeline on the same CPU,
+    /// with peak RSS and the PSNR of the two images.
+    Pipeline(Box<pipeline::Args>),
 }
 
 /// Runs the chosen benchmark.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.bench {
         Bench::Weights(a) => weights::run(a),
+        Bench::Pipeline(a) => pipeline::run(*a),
     }
 }

@@ -33,13 +33,9 @@ pub fn run(args: Args) -> Result<()> {
     if packages.is_empty() {
         bail!("no .mlpackage found in {:?}", args.paths);
     }
-    let root = crate::venv::workspace_root();
-    let python = crate::venv::ensure(
-        "coremltools-venv",
-        &root.join("xtask/check/requirements.txt"),
-    )?;
+    let python = coremltools_python()?;
     let mut command = Command::new(&python);
-    command.arg(root.join("xtask/check/check_mlpackage.py"));
+    command.arg(checker_script());
     if args.ops {
         command.arg("--ops");
     }
@@ -73,6 +69,61 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the coremltools checker exited with {status}");
     }
     Ok(())
+}
+
+/// The Python of `target/coremltools-venv`, created (from `xtask/check/requirements.txt`, so
+/// PyPI must be reachable the first time) when missing.
+pub fn coremltools_python() -> Result<PathBuf> {
+    let root = crate::venv::workspace_root();
+    crate::venv::ensure(
+        "coremltools-venv",
+        &root.join("xtask/check/requirements.txt"),
+    )
+}
+
+/// `xtask/check/check_mlpackage.py`.
+fn checker_script() -> PathBuf {
+    crate::venv::workspace_root().join("xtask/check/check_mlpackage.py")
+}
+
+/// coremltools' verdict on one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The package as passed.
+    pub package: PathBuf,
+    /// Whether it passed every rule.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// Checks `packages` with the checker run by `python`; one verdict per package, in order.
+pub fn verdicts(python: &Path, packages: &[PathBuf]) -> Result<Vec<Verdict>> {
+    let out = Command::new(python)
+        .arg(checker_script())
+        .arg("--json")
+        .args(packages)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdicts: Vec<Verdict> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|r| Verdict {
+            package: PathBuf::from(r["package"].as_str().unwrap_or("?")),
+            ok: r["ok"].as_bool() == Some(true),
+            error: r["error"].as_str().map(str::to_string),
+        })
+        .collect();
+    if verdicts.len() != packages.len() {
+        bail!(
+            "the coremltools checker reported {} of {} packages:\n{}",
+            verdicts.len(),
+            packages.len(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(verdicts)
 }
 
 /// The package a report line says failed, if it does.

@@ -4,6 +4,7 @@
 
 mod bench;
 mod check_mlpackage;
+mod convert;
 mod reference;
 mod test;
 mod venv;
@@ -28,12 +29,16 @@ enum Command {
     Test(test::Args),
     /// Run the benchmarks that need more than criterion (large weight sets, peers).
     Bench(bench::Args),
+    /// Convert a model (default fixtures/models/sd1-tiny) with chosen options, check every
+    /// package (PSNR against fp32; coremltools when available) and print a summary table.
+    Convert(convert::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Reference(args) => reference::run(args),
         Command::CheckMlpackage(args) => check_mlpackage::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
     }

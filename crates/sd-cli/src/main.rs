@@ -1,12 +1,12 @@
-//! `sd`: the command-line front end of the toolkit.
+//! `sd`: the command-line front end of the toolkit — argument parsing, progress bars and
+//! printing over the `sd_cli` library.
 
-mod check;
 mod compress;
 mod convert;
+mod generate;
 mod inspect;
 mod progress;
 mod run;
-mod torch_reference;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +24,8 @@ enum Command {
     Compress(compress::Args),
     /// Convert a diffusers Stable Diffusion folder to Core ML packages (torch2coreml's flags).
     Convert(convert::Args),
+    /// Generate images from a prompt with a folder of Core ML models (StableDiffusionSample's flags).
+    Generate(generate::Args),
     /// Show a package's signature, opset, op histogram and weight sizes.
     Inspect(inspect::Args),
     /// Run a package on named input tensors (safetensors) and write its outputs.
@@ -34,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Compress(args) => compress::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
     }

@@ -3,13 +3,12 @@
 //! is one plain line on stderr.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The progress of one model through its conversion stages.
 pub struct ModelProgress {
     bar: ProgressBar,
     label: String,
-    start: Instant,
 }
 
 impl ModelProgress {
@@ -25,11 +24,7 @@ impl ModelProgress {
         );
         bar.set_prefix(label.clone());
         bar.enable_steady_tick(Duration::from_millis(200));
-        ModelProgress {
-            bar,
-            label,
-            start: Instant::now(),
-        }
+        ModelProgress { bar, label }
     }
 
     /// Enters the next stage, described by `msg`.
@@ -50,11 +45,6 @@ impl ModelProgress {
         } else {
             self.bar.println(format!("{}:   {note}", self.label));
         }
-    }
-
-    /// Seconds since the bar started.
-    pub fn elapsed_s(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
     }
 
     /// Ends the bar with a final line.

@@ -55,10 +55,14 @@ fn model_with_unet(dir: &Path, unet: &Path) -> PathBuf {
 /// Converts `components` of `model` into `out` (fp16 weights, as `sd convert` writes them) and
 /// copies the tokenizer and scheduler config beside them.
 fn convert(model: &Path, components: &[Component], out: &Path) {
+    convert_with(model, components, out, ConvertOptions::default());
+}
+
+fn convert_with(model: &Path, components: &[Component], out: &Path, opts: ConvertOptions) {
     let pipe = Diffusers::open(model).unwrap();
     let opts = ConvertOptions {
         model_version: "tiny".into(),
-        ..Default::default()
+        ..opts
     };
     for c in components {
         let m = pipe.build(c, &opts).unwrap();
@@ -188,4 +192,129 @@ fn controlnet_equals_diffusers() {
         1.0,
     ));
     check(&out, &r, "controlnet");
+}
+
+/// sd1-tiny plus safety-checker-tiny whose concept thresholds are all `threshold` (−2: every
+/// image is flagged; 2: none is), converted with the tokenizer and CLIP preprocessor config.
+fn with_safety_checker(name: &str, threshold: f32) -> PathBuf {
+    let dir = scratch(name);
+    let model = model_with_unet(&dir, &root().join("fixtures/models/sd1-tiny/unet"));
+    let checker = root().join("fixtures/models/safety-checker-tiny");
+    std::fs::create_dir_all(model.join("safety_checker")).unwrap();
+    std::fs::copy(
+        checker.join("safety_checker/config.json"),
+        model.join("safety_checker/config.json"),
+    )
+    .unwrap();
+    let tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(checker.join("safety_checker/model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| {
+                if n == "concept_embeds_weights" {
+                    let len = t.len();
+                    (n, Tensor::f32(t.shape.clone(), vec![threshold; len]))
+                } else {
+                    (n, t)
+                }
+            })
+            .collect();
+    Tensor::write_safetensors(
+        model.join("safety_checker/model.safetensors"),
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+    )
+    .unwrap();
+    let out = dir.join("packages");
+    std::fs::create_dir_all(out.join("feature_extractor")).unwrap();
+    convert(
+        &model,
+        &[
+            Component::TextEncoder,
+            Component::Unet,
+            Component::VaeDecoder,
+            Component::SafetyChecker,
+        ],
+        &out,
+    );
+    std::fs::copy(
+        checker.join("feature_extractor/preprocessor_config.json"),
+        out.join("feature_extractor/preprocessor_config.json"),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn safety_checker_withholds_flagged_images() {
+    use sd_runtime::pipeline::SafetyVerdict;
+    let flagging = with_safety_checker("safety-flagged", -2.0);
+    let clean = with_safety_checker("safety-clean", 2.0);
+    let mut r = request();
+    r.steps = 2;
+    for (folder, verdict) in [
+        (&flagging, SafetyVerdict::Flagged),
+        (&clean, SafetyVerdict::Clean),
+    ] {
+        let mut pipe = Pipeline::load(
+            folder,
+            PipelineOptions::<sd_runtime::Cpu>::new(Precision::Program, Default::default()),
+        )
+        .unwrap();
+        let out = pipe.generate(&r, &mut |_| Control::Continue).unwrap();
+        assert_eq!(out.images[0].safety, verdict);
+        assert_eq!(
+            out.images[0].image.is_none(),
+            verdict == SafetyVerdict::Flagged
+        );
+        let mut unchecked = r.clone();
+        unchecked.safety_check = false;
+        let out = pipe
+            .generate(&unchecked, &mut |_| Control::Continue)
+            .unwrap();
+        assert_eq!(out.images[0].safety, SafetyVerdict::NotChecked);
+        assert!(out.images[0].image.is_some());
+    }
+    // The command line: a flagged image is not written and the user is told.
+    let out_dir = scratch("safety-cli");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sd"))
+            .args(["generate", "a cat", "--step-count", "1", "--resource-path"])
+            .arg(&flagging)
+            .arg("--output-path")
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("flagged by the safety checker"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+    let o = run(&["--disable-safety"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
+
+#[test]
+fn batch_one_unet_runs_guidance_as_two_calls() {
+    let dir = scratch("batch-one");
+    let out = dir.join("packages");
+    std::fs::create_dir_all(&out).unwrap();
+    convert_with(
+        &root().join("fixtures/models/sd1-tiny"),
+        &[
+            Component::TextEncoder,
+            Component::Unet,
+            Component::VaeDecoder,
+        ],
+        &out,
+        ConvertOptions {
+            unet_batch_one: true,
+            ..Default::default()
+        },
+    );
+    check(&out, &request(), "pndm");
 }

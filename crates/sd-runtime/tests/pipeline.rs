@@ -261,3 +261,93 @@ fn apple_palettized_packages_drive_the_pipeline() {
         256 * 256 * 3
     );
 }
+
+#[test]
+fn noise_modes_start_from_their_generators_draws() {
+    use sd_sched::NoiseSource;
+    // One UNet step is enough: the initial latents are the first draw of each generator, in
+    // one tensor for all images (diffusers' batch), times the scheduler's initial sigma.
+    let mut pipe = apple_pipeline();
+    for rng in [RngKind::Numpy, RngKind::Torch, RngKind::Nvidia] {
+        for scheduler in [SchedulerKind::Pndm, SchedulerKind::Euler] {
+            let mut r = request(scheduler);
+            r.rng = rng;
+            r.steps = 1;
+            r.image_count = 2;
+            let out = pipe.generate(&r, &mut |_| Control::Continue).unwrap();
+            let mut s = scheduler
+                .build(&options().scheduler_config.unwrap())
+                .unwrap();
+            s.set_timesteps(1).unwrap();
+            let sigma = s.init_noise_sigma();
+            let want: Vec<f32> = rng
+                .source(93)
+                .randn(2 * 4 * 32 * 32)
+                .into_iter()
+                .map(|v| v * sigma)
+                .collect();
+            assert!(
+                out.initial_latents
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{rng:?} / {scheduler}: initial latents are not the generator's draws"
+            );
+            assert_eq!(out.images.len(), 2);
+        }
+    }
+}
+
+#[test]
+fn reduce_memory_gives_the_same_images_and_cancel_stops() {
+    let mut r = request(SchedulerKind::EulerAncestral);
+    r.steps = 3;
+    let mut pipe = apple_pipeline();
+    let kept = pipe.generate(&r, &mut |_| Control::Continue).unwrap();
+    let mut o = options();
+    o.reduce_memory = true;
+    let mut lean = Pipeline::load(common::fixtures().join("packages/split_einsum"), o).unwrap();
+    let again = lean.generate(&r, &mut |_| Control::Continue).unwrap();
+    assert_eq!(kept.images[0].latents, again.images[0].latents);
+    assert_eq!(kept.images[0].image, again.images[0].image);
+    // The callback cancels after the second step.
+    let mut calls = 0;
+    let err = pipe
+        .generate(&r, &mut |p| {
+            calls += 1;
+            if p.step == 2 {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        })
+        .unwrap_err();
+    assert_eq!(calls, 2);
+    assert!(
+        matches!(
+            err,
+            sd_runtime::pipeline::PipelineError::Cancelled { step: 2, total: 3 }
+        ),
+        "{err}"
+    );
+    // Requests the models cannot serve are refused with the field named.
+    let mut wrong = request(SchedulerKind::Pndm);
+    wrong.width = Some(512);
+    let e = pipe
+        .generate(&wrong, &mut |_| Control::Continue)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("width") && e.to_string().contains("256"),
+        "{e}"
+    );
+    let mut no_image = request(SchedulerKind::Pndm);
+    no_image.mask = Some(sd_runtime::pipeline::image::GrayImage {
+        width: 256,
+        height: 256,
+        data: vec![255; 256 * 256],
+    });
+    let e = pipe
+        .generate(&no_image, &mut |_| Control::Continue)
+        .unwrap_err();
+    assert!(e.to_string().contains("starting image"), "{e}");
+}

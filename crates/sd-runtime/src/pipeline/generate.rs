@@ -78,6 +78,9 @@ pub struct Generation {
     pub height: usize,
     /// The timestep of every UNet call, in order.
     pub timesteps: Vec<f32>,
+    /// The latents the loop started from, every image's in turn (text-to-image: the noise
+    /// times the scheduler's initial sigma; image-to-image: the noised image latents).
+    pub initial_latents: Vec<f32>,
     /// Things the user should know (a truncated prompt, an empty prompt).
     pub warnings: Vec<String>,
     /// Time in the denoising loop.
@@ -122,6 +125,11 @@ impl<B: RtBackend> Pipeline<B> {
                 "mask",
                 "a mask needs a starting image (the picture to inpaint)",
             ));
+        }
+
+        // Every named ControlNet must be in the folder before any work is done.
+        for c in &r.controlnets {
+            self.resources.controlnet(&c.name)?;
         }
 
         // 1. Prompt embeddings, in the UNet's (C, 1, S) layout.
@@ -303,6 +311,7 @@ impl<B: RtBackend> Pipeline<B> {
         }
 
         // 6. The denoising loop.
+        let initial_latents = latents.clone();
         let started = Instant::now();
         let total = timesteps.len();
         let mut unet_timesteps = Vec::with_capacity(total);
@@ -437,6 +446,7 @@ impl<B: RtBackend> Pipeline<B> {
             width,
             height,
             timesteps: unet_timesteps,
+            initial_latents,
             warnings,
             denoise_time,
         })

@@ -30,6 +30,8 @@ impl UnetFiles {
 pub struct Resources {
     /// The folder.
     pub root: PathBuf,
+    /// The `<id>` of `Stable_Diffusion_version_<id>_…` packages, when the folder has them.
+    pub model_id: Option<String>,
     /// The text encoder.
     pub text_encoder: Option<PathBuf>,
     /// The UNet.
@@ -146,6 +148,7 @@ impl Resources {
             });
         }
         if let Some(id) = ids.into_iter().next() {
+            r.model_id = Some(id.clone());
             let stem = |part: &str| format!("Stable_Diffusion_version_{id}_{part}");
             r.text_encoder = r.text_encoder.or_else(|| find(root, &stem("text_encoder")));
             r.unet = r

@@ -1,0 +1,389 @@
+//! `sd generate PROMPT`: images from a folder of Core ML models, with the flags of Apple's
+//! `StableDiffusionSample` (plus `--model`, `--mask`, `--device`, `--compute-precision`,
+//! `--save-latents`). The work is `sd_runtime::pipeline`; this file parses, reports progress and
+//! writes the PNGs.
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use sd_runtime::pipeline::image::{self as img, GenerationParameters, RgbImage};
+use sd_runtime::pipeline::{
+    Control, ControlInput, GenerationRequest, Pipeline, PipelineOptions, SafetyVerdict,
+    SchedulerKind, parse_rng,
+};
+use sd_runtime::{Precision, RtBackend, Tensor};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `sd generate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The prompt.
+    prompt: String,
+    /// A folder of Core ML models: Apple's Swift `Resources/` (TextEncoder, Unet or
+    /// UnetChunk1+2, VAEDecoder, …, vocab.json, merges.txt) or what `sd convert -o` writes.
+    #[arg(long, value_name = "DIR", conflicts_with = "model")]
+    resource_path: Option<PathBuf>,
+    /// A diffusers folder or single-file checkpoint, converted on first use into a cache folder
+    /// (`$SD_CACHE_DIR`, else `~/.cache/sd`) and reused after.
+    #[arg(long, value_name = "DIR|FILE")]
+    model: Option<PathBuf>,
+    /// A folder with the CLIP tokenizer (vocab.json, merges.txt) when the resource folder has none.
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
+    /// The seed of the random source.
+    #[arg(long, default_value_t = 93)]
+    seed: u64,
+    /// Where the images go.
+    #[arg(long, default_value = ".")]
+    output_path: PathBuf,
+    /// What the image should not show.
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    /// A starting image (PNG or JPEG at the models' size): image-to-image, or inpainting with
+    /// --mask.
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// How far to move from the starting image, 0 to 1 (default 0.5 for image-to-image as
+    /// Apple's CLI, 1 for inpainting).
+    #[arg(long)]
+    strength: Option<f32>,
+    /// Inpainting mask (white = repaint, black = keep), the starting image's size.
+    #[arg(long, value_name = "PATH", requires = "image")]
+    mask: Option<PathBuf>,
+    /// How many images.
+    #[arg(long, default_value_t = 1)]
+    image_count: usize,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    step_count: usize,
+    /// Also save the image every N steps (0 = only the final one).
+    #[arg(long, default_value_t = 0)]
+    save_every: usize,
+    /// Classifier-free guidance scale (at or below 1: no guidance).
+    #[arg(long, default_value_t = 7.5)]
+    guidance_scale: f32,
+    /// pndm, ddim, dpmpp, dpmpp-karras, euler, euler-a, lms or lcm.
+    #[arg(long, default_value = "pndm")]
+    scheduler: String,
+    /// numpy, torch or nvidia.
+    #[arg(long, default_value = "numpy")]
+    rng: String,
+    /// ControlNets to apply, by name in the resource folder's `controlnet/`.
+    #[arg(long, num_args = 1..)]
+    controlnet: Vec<String>,
+    /// One conditioning image per --controlnet, in order.
+    #[arg(long, num_args = 1..)]
+    controlnet_inputs: Vec<PathBuf>,
+    /// One scale per --controlnet (default 1).
+    #[arg(long, num_args = 1..)]
+    controlnet_scales: Vec<f32>,
+    /// Do not run the safety checker.
+    #[arg(long)]
+    disable_safety: bool,
+    /// Load each model only while it is needed.
+    #[arg(long)]
+    reduce_memory: bool,
+    /// Where the models run: cpu, or cuda (needs `sd` built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = crate::run::Device::Cpu)]
+    device: crate::run::Device,
+    /// fp16 (the models' own precision, as Core ML) or fp32.
+    #[arg(long, default_value = "fp16")]
+    compute_precision: String,
+    /// Write the final latents (before the VAE scale is undone) as safetensors tensor `latents`.
+    #[arg(long, value_name = "FILE")]
+    save_latents: Option<PathBuf>,
+}
+
+/// Runs `sd generate`.
+pub fn run(a: Args) -> Result<()> {
+    let precision = match a.compute_precision.to_ascii_lowercase().as_str() {
+        "fp16" | "program" => Precision::Program,
+        "fp32" => Precision::Fp32,
+        other => bail!("--compute-precision {other}: choose fp16 or fp32"),
+    };
+    let folder = match (&a.resource_path, &a.model) {
+        (Some(p), None) => p.clone(),
+        (None, Some(m)) => {
+            eprintln!("preparing {} …", m.display());
+            let entry =
+                sd_cli::model_cache::prepare(m, &sd_cli::model_cache::CacheOptions::default())
+                    .with_context(|| format!("converting {}", m.display()))?;
+            if entry.converted {
+                eprintln!("converted into {}", entry.folder.display());
+            } else {
+                eprintln!("reusing the conversion in {}", entry.folder.display());
+            }
+            entry.folder
+        }
+        (None, None) => bail!("name the models: --resource-path DIR or --model DIR|FILE"),
+        (Some(_), Some(_)) => unreachable!("clap rejects both"),
+    };
+    let request = build_request(&a)?;
+    prepare_output_folder(&a.output_path)?;
+    match a.device {
+        crate::run::Device::Cpu => {
+            let mut o = PipelineOptions::new(precision, Default::default());
+            o.reduce_memory = a.reduce_memory;
+            o.tokenizer = a.tokenizer.clone();
+            generate_with::<sd_runtime::Cpu>(&a, &folder, o, &request)
+        }
+        #[cfg(feature = "cuda")]
+        crate::run::Device::Cuda => {
+            let mut o = PipelineOptions::new(precision, Default::default());
+            o.reduce_memory = a.reduce_memory;
+            o.tokenizer = a.tokenizer.clone();
+            generate_with::<sd_runtime::Cuda>(&a, &folder, o, &request)
+        }
+        #[cfg(not(feature = "cuda"))]
+        crate::run::Device::Cuda => bail!(
+            "this `sd` was built without CUDA support: rebuild it with `--features cuda` to use `--device cuda`"
+        ),
+    }
+}
+
+/// The request from the flags (images read and checked for mode here; size at generation).
+fn build_request(a: &Args) -> Result<GenerationRequest> {
+    let mut r = GenerationRequest::new(a.prompt.clone());
+    r.negative_prompt = a.negative_prompt.clone();
+    r.seed = a.seed;
+    r.steps = a.step_count;
+    r.guidance_scale = a.guidance_scale;
+    r.scheduler = a.scheduler.parse::<SchedulerKind>()?;
+    r.rng = parse_rng(&a.rng)?;
+    r.image_count = a.image_count;
+    r.safety_check = !a.disable_safety;
+    r.preview_every = a.save_every;
+    if let Some(p) = &a.image {
+        r.image = Some(img::load_image(p)?.rgb);
+        r.strength = a.strength.unwrap_or(0.5);
+    } else if a.strength.is_some() {
+        bail!("--strength applies to a starting image: add --image PATH");
+    }
+    if let Some(p) = &a.mask {
+        r.mask = Some(img::load_mask(p)?);
+        // Inpainting repaints the masked region from noise unless told otherwise.
+        r.strength = a.strength.unwrap_or(1.0);
+    }
+    if a.controlnet.len() != a.controlnet_inputs.len() {
+        bail!(
+            "{} --controlnet name(s) but {} --controlnet-inputs image(s): give one image per ControlNet",
+            a.controlnet.len(),
+            a.controlnet_inputs.len()
+        );
+    }
+    if !a.controlnet_scales.is_empty() && a.controlnet_scales.len() != a.controlnet.len() {
+        bail!(
+            "{} --controlnet-scales for {} ControlNet(s): give one scale each, or none",
+            a.controlnet_scales.len(),
+            a.controlnet.len()
+        );
+    }
+    for (i, (name, path)) in a.controlnet.iter().zip(&a.controlnet_inputs).enumerate() {
+        let scale = a.controlnet_scales.get(i).copied().unwrap_or(1.0);
+        let loaded = img::load_image(path)?;
+        // Apple's rule: transparent pixels of a conditioning image are −1 (what its inpaint
+        // ControlNet repaints); an opaque image is RGB / 255.
+        let input = match &loaded.alpha {
+            Some(_) => ControlInput {
+                name: name.clone(),
+                conditioning: loaded.inpaint_conditioning()?.data,
+                width: loaded.rgb.width,
+                height: loaded.rgb.height,
+                scale,
+            },
+            None => ControlInput::from_image(name.clone(), &loaded.rgb, scale),
+        };
+        r.controlnets.push(input);
+    }
+    Ok(r)
+}
+
+/// Creates the output folder and proves it can be written, before any work is done.
+fn prepare_output_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the output folder {}", dir.display()))?;
+    if !dir.is_dir() {
+        bail!("--output-path {} is not a folder", dir.display());
+    }
+    let probe = dir.join(format!(".sd-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("the output folder {} cannot be written", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} step {pos}/{len} [{elapsed} < {eta}] {per_sec} {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn generate_with<B: RtBackend>(
+    a: &Args,
+    folder: &Path,
+    options: PipelineOptions<B>,
+    request: &GenerationRequest,
+) -> Result<()> {
+    let mut pipe = Pipeline::<B>::load(folder, options)
+        .with_context(|| format!("loading the models in {}", folder.display()))?;
+    let model_name = model_name(a, pipe.resources());
+    let params = |steps: usize, width: usize, height: usize| GenerationParameters {
+        prompt: request.prompt.clone(),
+        negative_prompt: request.negative_prompt.clone(),
+        steps: steps as u32,
+        sampler: request.scheduler.a1111_name().to_string(),
+        cfg_scale: request.guidance_scale,
+        seed: request.seed,
+        width,
+        height,
+        model_hash: None,
+        model: model_name.clone(),
+        denoising_strength: request.image.as_ref().map(|_| request.strength),
+    };
+    let file_name = |index: usize, step: Option<usize>| {
+        img::OutputFileName {
+            prompt: &request.prompt,
+            image_index: index,
+            image_count: request.image_count,
+            start_image_strength: request.image.as_ref().map(|_| request.strength),
+            seed: request.seed,
+            step,
+        }
+        .file_name()
+    };
+    let bar = progress_bar(request.steps as u64);
+    let hidden = bar.is_hidden();
+    let mut save_error = None;
+    let result = pipe.generate(request, &mut |p| {
+        if bar.length() != Some(p.total as u64) {
+            bar.set_length(p.total as u64);
+        }
+        bar.set_position(p.step as u64);
+        if hidden {
+            let rate = p.step as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            eprintln!("step {}/{} ({rate:.2} it/s)", p.step, p.total);
+        }
+        if let Some(previews) = p.previews {
+            for (i, image) in previews.iter().enumerate() {
+                let meta = params(p.step, image.width, image.height);
+                let path = a.output_path.join(file_name(i, Some(p.step)));
+                if let Err(e) = save(&path, image, &meta) {
+                    save_error = Some(e);
+                    return Control::Cancel;
+                }
+            }
+        }
+        Control::Continue
+    });
+    bar.finish_and_clear();
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+    let result = result?;
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
+    let secs = result.denoise_time.as_secs_f64();
+    eprintln!(
+        "{} steps in {:.2} s ({:.2} it/s)",
+        result.timesteps.len(),
+        secs,
+        result.timesteps.len() as f64 / secs.max(1e-9)
+    );
+    let mut flagged = 0;
+    for g in &result.images {
+        match (&g.image, g.safety) {
+            (Some(image), _) => {
+                let meta = params(request.steps, result.width, result.height);
+                let path = a.output_path.join(file_name(g.index, None));
+                save(&path, image, &meta)?;
+                println!("{}", path.display());
+            }
+            (None, SafetyVerdict::Flagged) => {
+                flagged += 1;
+                eprintln!(
+                    "image {} was flagged by the safety checker and not saved (--disable-safety turns the check off)",
+                    g.index
+                );
+            }
+            (None, _) => {}
+        }
+    }
+    if let Some(path) = &a.save_latents {
+        let [_, c, h, w] = result.latent_shape;
+        let data: Vec<f32> = result
+            .images
+            .iter()
+            .flat_map(|g| g.latents.iter().copied())
+            .collect();
+        let t = Tensor::f32([result.images.len(), c, h, w], data);
+        write_latents(path, &t)?;
+        eprintln!("latents written to {}", path.display());
+    }
+    if flagged == result.images.len() && flagged > 0 {
+        bail!("every image was flagged by the safety checker; nothing was saved");
+    }
+    Ok(())
+}
+
+/// The model's name for the PNG metadata: `--model`'s file or folder name, else the converter
+/// id of the folder's packages, else the folder's name (its parent's for `…/Resources`).
+fn model_name(a: &Args, resources: &sd_runtime::pipeline::Resources) -> String {
+    if let Some(m) = &a.model {
+        return stem(m);
+    }
+    if let Some(id) = &resources.model_id {
+        return id.clone();
+    }
+    let p = resources.root.as_path();
+    match p.file_name() {
+        Some(n) if n == "Resources" => stem(p.parent().unwrap_or(p)),
+        _ => stem(p),
+    }
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+fn save(path: &Path, image: &RgbImage, meta: &GenerationParameters) -> Result<()> {
+    let text = meta.to_a1111_string();
+    img::write_png_atomic(path, image, &[("parameters", text.as_str())])
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes the latents to a temporary file beside `path`, then renames it into place.
+fn write_latents(path: &Path, t: &Tensor) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.is_file()
+    {
+        bail!(
+            "--save-latents {}: exists and is not a regular file; not replaced",
+            path.display()
+        );
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    Tensor::write_safetensors(&tmp, [("latents", t)])
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        std::fs::remove_file(&tmp).ok();
+        format!("renaming into {}", path.display())
+    })
+}

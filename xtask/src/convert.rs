@@ -5,8 +5,10 @@
 //! (each package in sd-runtime against an fp32 ORIGINAL-attention build: PSNR ≥ 35 dB), checks
 //! every package (chunks included) with coremltools when its virtual environment can be had
 //! (`cargo xtask check-mlpackage`'s; skipped, not failed, when it cannot), and prints one table:
-//! model, size, ops, PSNR, coremltools, time.
+//! model, size, ops, PSNR, coremltools, time — then generates one image from the packages
+//! through the pipeline `sd generate` runs.
 
+mod image;
 mod table;
 
 use anyhow::{Result, bail};
@@ -47,6 +49,9 @@ pub struct Args {
     /// Skip the coremltools check.
     #[arg(long)]
     no_coremltools: bool,
+    /// Denoising steps of the final image (0: no image).
+    #[arg(long, default_value_t = 20)]
+    image_steps: usize,
 }
 
 /// Runs the conversion, the checks and the table; fails when a check fails.
@@ -100,6 +105,18 @@ pub fn run(a: Args) -> Result<()> {
     }
     println!("model: {}", model.display());
     print!("{}", table::render(&rows));
+    if a.image_steps > 0 && psnr_failure.is_none() {
+        let model_dir = job.config.clone().unwrap_or_else(|| model.clone());
+        let row = image::generate_one(&job.output, &model_dir, a.image_steps)?;
+        println!(
+            "image: {} ({}x{}, {} UNet calls, {:.1} s with loading)",
+            row.path.display(),
+            row.width,
+            row.height,
+            row.steps,
+            row.seconds
+        );
+    }
     let mut failures = Vec::new();
     if let Some(db) = psnr_failure {
         failures.push(format!(

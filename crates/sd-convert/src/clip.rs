@@ -4,6 +4,7 @@
 use crate::config::ClipTextConfig;
 use crate::error::Result;
 use crate::nn::{Net, join};
+use sd_mil::signature::text_encoder;
 use sd_mil::{DType, Var};
 
 /// The additive causal mask value; −1e4 survives fp16 (the dtype minimum would not).
@@ -38,7 +39,7 @@ pub fn build(
         ""
     };
     let hidden = cfg.hidden_size;
-    let ids = net.input("input_ids", DType::F32, &[1, seq_len])?;
+    let ids = net.input(text_encoder::INPUT_IDS, DType::F32, &[1, seq_len])?;
     let ids_i = net.cast(&ids, "int32", None)?;
 
     // Embeddings.
@@ -114,17 +115,17 @@ pub fn build(
     let pen = penultimate.unwrap_or_else(|| x.clone());
     match outputs {
         ClipOutputs::LastHidden => {
-            outs.push(net.output(&last, "last_hidden_state")?);
-            outs.push(net.output(&pooled, "pooled_outputs")?);
+            outs.push(net.output(&last, text_encoder::LAST_HIDDEN_STATE)?);
+            outs.push(net.output(&pooled, text_encoder::POOLED_OUTPUTS)?);
         }
         ClipOutputs::HiddenEmbeds => {
-            outs.push(net.output(&pen, "hidden_embeds")?);
-            outs.push(net.output(&pooled, "pooled_outputs")?);
+            outs.push(net.output(&pen, text_encoder::HIDDEN_EMBEDS)?);
+            outs.push(net.output(&pooled, text_encoder::POOLED_OUTPUTS)?);
         }
         ClipOutputs::All => {
-            outs.push(net.output(&last, "last_hidden_state")?);
-            outs.push(net.output(&pooled, "pooled_outputs")?);
-            outs.push(net.output(&pen, "hidden_embeds")?);
+            outs.push(net.output(&last, text_encoder::LAST_HIDDEN_STATE)?);
+            outs.push(net.output(&pooled, text_encoder::POOLED_OUTPUTS)?);
+            outs.push(net.output(&pen, text_encoder::HIDDEN_EMBEDS)?);
         }
     }
     Ok(outs)

@@ -11,6 +11,7 @@ use crate::unet::{self, UNetOptions};
 use crate::vae;
 use crate::weights::WeightStore;
 use crate::{projection, safety_checker};
+use sd_mil::signature as sig;
 use sd_mil::{Model, Opset, Program, Var};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -365,18 +366,21 @@ impl Pipeline {
         let mut m = self.finish(net, outs, o, "text encoder")?;
         describe(
             &mut m,
-            &[("input_ids", "The token ids that represent the input text")],
+            &[(
+                sig::text_encoder::INPUT_IDS,
+                "The token ids that represent the input text",
+            )],
             &[
                 (
-                    "last_hidden_state",
+                    sig::text_encoder::LAST_HIDDEN_STATE,
                     "The token embeddings as encoded by the Transformer model",
                 ),
                 (
-                    "pooled_outputs",
+                    sig::text_encoder::POOLED_OUTPUTS,
                     "The version of the `last_hidden_state` output after pooling",
                 ),
                 (
-                    "hidden_embeds",
+                    sig::text_encoder::HIDDEN_EMBEDS,
                     "The penultimate hidden state of the Transformer model",
                 ),
             ],
@@ -409,7 +413,7 @@ impl Pipeline {
             &mut m,
             UNET_INPUTS,
             &[(
-                "noise_pred",
+                sig::unet::NOISE_PRED,
                 "Same shape and dtype as the `sample` input. The predicted noise to facilitate the reverse diffusion (denoising) process",
             )],
         );
@@ -428,10 +432,13 @@ impl Pipeline {
         describe(
             &mut m,
             &[(
-                "z",
+                sig::vae_decoder::Z,
                 "The denoised latent embeddings from the unet model after the last step of reverse diffusion",
             )],
-            &[("image", "Generated image normalized to range [-1, 1]")],
+            &[(
+                sig::vae_decoder::IMAGE,
+                "Generated image normalized to range [-1, 1]",
+            )],
         );
         Ok(m)
     }
@@ -453,7 +460,7 @@ impl Pipeline {
                 "The input image to base the initial latents on normalized to range [-1, 1]",
             )],
             &[(
-                "latent",
+                sig::vae_encoder::LATENT,
                 "The latent embeddings from the unet model from the input image.",
             )],
         );
@@ -473,14 +480,14 @@ impl Pipeline {
         let mut m = self.finish(net, outs, o, "ControlNet")?;
         let mut inputs = UNET_INPUTS.to_vec();
         inputs.push((
-            "controlnet_cond",
+            sig::unet::CONTROLNET_COND,
             "An image in [0, 1] that conditions the generation",
         ));
         describe(
             &mut m,
             &inputs,
             &[(
-                "additional_residual",
+                sig::unet::ADDITIONAL_RESIDUAL,
                 "Residual added to the UNet's down path (the last one to its mid block)",
             )],
         );
@@ -546,49 +553,49 @@ impl Pipeline {
 
 const UNET_INPUTS: &[(&str, &str)] = &[
     (
-        "sample",
+        sig::unet::SAMPLE,
         "The low resolution latent feature maps being denoised through reverse diffusion",
     ),
     (
-        "timestep",
+        sig::unet::TIMESTEP,
         "A value emitted by the associated scheduler object to condition the model on a given noise schedule",
     ),
     (
-        "encoder_hidden_states",
+        sig::unet::ENCODER_HIDDEN_STATES,
         "Output embeddings from the associated text_encoder model to condition to generated image on text. A maximum of 77 tokens (~40 words) are allowed. Longer text is truncated. Shorter text does not reduce computation.",
     ),
     (
-        "additional_residual",
+        sig::unet::ADDITIONAL_RESIDUAL,
         "Residual from a ControlNet, added to the matching down-path state",
     ),
 ];
 
 const SAFETY_INPUTS: &[(&str, &str)] = &[
     (
-        "clip_input",
+        sig::safety_checker::CLIP_INPUT,
         "The image, resized to the vision tower's size and normalized, channels first (BCHW)",
     ),
     (
-        "images",
+        sig::safety_checker::IMAGES,
         "The decoded image(s) to filter, channels last (BHWC)",
     ),
     (
-        "adjustment",
+        sig::safety_checker::ADJUSTMENT,
         "Added to the special-care scores: raises recall at the cost of precision",
     ),
 ];
 
 const SAFETY_OUTPUTS: &[(&str, &str)] = &[
     (
-        "filtered_images",
+        sig::safety_checker::FILTERED_IMAGES,
         "The `images` input, or zeros where sensitive content was detected",
     ),
     (
-        "has_nsfw_concepts",
+        sig::safety_checker::HAS_NSFW_CONCEPTS,
         "1 where the checker found sensitive content, else 0",
     ),
     (
-        "concept_scores",
+        sig::safety_checker::CONCEPT_SCORES,
         "Scores before thresholding at zero (which gives `has_nsfw_concepts`); tune `adjustment` with them",
     ),
 ];

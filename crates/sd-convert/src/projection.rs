@@ -20,7 +20,7 @@ pub const EMBED_DIM: usize = 512;
 /// The input's name.
 pub const INPUT: &str = "nlcontextualembeddings_output";
 /// The output's name.
-pub const OUTPUT: &str = "encoder_hidden_states";
+pub const OUTPUT: &str = sd_mil::signature::unet::ENCODER_HIDDEN_STATES;
 /// The weights file looked for when a folder is given.
 pub const WEIGHTS_FILE: &str = "projection.safetensors";
 

@@ -21,6 +21,7 @@ use crate::config::{ClipVisionConfig, SafetyCheckerConfig};
 use crate::error::Result;
 use crate::nn::{Net, join};
 use sd_mil::Var;
+use sd_mil::signature::safety_checker;
 
 /// Added to every concept score when a special-care concept is detected.
 pub const SPECIAL_CARE_BONUS: f32 = 0.01;
@@ -50,12 +51,12 @@ pub fn build(
     let v = &cfg.vision_config;
     let dt = net.dtype();
     let clip_input = net.input(
-        "clip_input",
+        safety_checker::CLIP_INPUT,
         dt,
         &[1, v.num_channels, v.image_size, v.image_size],
     )?;
-    let images = net.input("images", dt, &[1, image_h, image_w, 3])?;
-    let adjustment = net.input("adjustment", dt, &[1])?;
+    let images = net.input(safety_checker::IMAGES, dt, &[1, image_h, image_w, 3])?;
+    let adjustment = net.input(safety_checker::ADJUSTMENT, dt, &[1])?;
 
     let p = vision_prefix(net);
     let pooled = vision_tower(net, v, p, &clip_input)?;
@@ -93,9 +94,9 @@ pub fn build(
         .input("b", &images)
         .build_one()?;
     Ok(vec![
-        net.output(&filtered, "filtered_images")?,
-        net.output(&flagged, "has_nsfw_concepts")?,
-        net.output(&scores, "concept_scores")?,
+        net.output(&filtered, safety_checker::FILTERED_IMAGES)?,
+        net.output(&flagged, safety_checker::HAS_NSFW_CONCEPTS)?,
+        net.output(&scores, safety_checker::CONCEPT_SCORES)?,
     ])
 }
 

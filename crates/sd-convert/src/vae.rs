@@ -6,6 +6,7 @@ use crate::error::{ConvertError, Result};
 use crate::nn::{Net, join};
 use crate::unet::{downsample, resnet, upsample};
 use sd_mil::Var;
+use sd_mil::signature::{vae_decoder, vae_encoder};
 
 /// Epsilon of every VAE norm.
 const EPS: f64 = 1e-6;
@@ -73,7 +74,7 @@ pub fn build_decoder(
 ) -> Result<Vec<Var>> {
     check_latent(cfg, latent_h, latent_w)?;
     let z = net.input(
-        "z",
+        vae_decoder::Z,
         net.dtype(),
         &[1, cfg.latent_channels, latent_h, latent_w],
     )?;
@@ -100,7 +101,7 @@ pub fn build_decoder(
     h = net.group_norm(&h, "decoder.conv_norm_out", g, EPS)?;
     h = net.unary("silu", &h)?;
     h = net.conv2d(&h, "decoder.conv_out", cfg.out_channels, 3, 1, 1)?;
-    Ok(vec![net.output(&h, "image")?])
+    Ok(vec![net.output(&h, vae_decoder::IMAGE)?])
 }
 
 /// Builds the encoder: input `x` (1, in, H, W) in [−1, 1] → `latent` (1, 2·latent, H/f, W/f):
@@ -117,7 +118,11 @@ pub fn build_encoder(
             "image size {image_h}×{image_w} must be a positive multiple of {f}"
         )));
     }
-    let x = net.input("x", net.dtype(), &[1, cfg.in_channels, image_h, image_w])?;
+    let x = net.input(
+        vae_encoder::X,
+        net.dtype(),
+        &[1, cfg.in_channels, image_h, image_w],
+    )?;
     let boc = &cfg.block_out_channels;
     let n = boc.len();
     let g = cfg.norm_num_groups;
@@ -138,5 +143,5 @@ pub fn build_encoder(
     if cfg.use_quant_conv {
         h = net.linear_conv(&h, "quant_conv", 2 * cfg.latent_channels, true)?;
     }
-    Ok(vec![net.output(&h, "latent")?])
+    Ok(vec![net.output(&h, vae_encoder::LATENT)?])
 }

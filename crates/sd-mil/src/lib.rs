@@ -3,8 +3,8 @@
 //! It holds a typed program IR ([`Program`] → [`Function`] → [`Operation`] over named, typed
 //! values), one [`catalogue`] of ops that serves the [`builder`], the protobuf reader's
 //! validation and the executor, the protobuf reader and writer ([`proto`]), the `weight.bin`
-//! blob format ([`blob`]), `.mlpackage` read/write ([`package`]), graph utilities ([`graph`])
-//! and a MIL text printer ([`text`]).
+//! blob format ([`blob`]), `.mlpackage` read/write ([`package`]), graph utilities ([`graph`]),
+//! a MIL text printer ([`text`]) and the Stable Diffusion models' feature names ([`signature`]).
 //!
 //! ```
 //! use sd_mil::{builder::FunctionBuilder, DType, Opset, TensorType};
@@ -25,6 +25,7 @@ mod model;
 pub mod package;
 mod program;
 pub mod proto;
+pub mod signature;
 pub mod text;
 mod types;
 mod value;

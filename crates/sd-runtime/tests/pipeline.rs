@@ -351,3 +351,23 @@ fn reduce_memory_gives_the_same_images_and_cancel_stops() {
         .unwrap_err();
     assert!(e.to_string().contains("starting image"), "{e}");
 }
+
+#[test]
+fn guidance_at_one_runs_the_prompt_branch_alone() {
+    // At scale 1 diffusers skips guidance (one UNet branch, no negative prompt); with a scale a
+    // hair above 1 guidance runs and `u + s·(t − u)` is the prompt branch to ~1e-6.
+    let mut pipe = apple_pipeline();
+    let mut plain = request(SchedulerKind::Euler);
+    plain.steps = 3;
+    plain.guidance_scale = 1.0;
+    let mut guided = plain.clone();
+    guided.guidance_scale = 1.000001;
+    let a = pipe.generate(&plain, &mut |_| Control::Continue).unwrap();
+    let b = pipe.generate(&guided, &mut |_| Control::Continue).unwrap();
+    let p = psnr(&a.images[0].latents, &b.images[0].latents);
+    assert!(p > 70.0, "unguided vs guidance 1.000001: {p:.2} dB");
+    let mut strong = plain.clone();
+    strong.guidance_scale = 7.5;
+    let c = pipe.generate(&strong, &mut |_| Control::Continue).unwrap();
+    assert!(psnr(&a.images[0].latents, &c.images[0].latents) < 40.0);
+}

@@ -1,5 +1,6 @@
 //! Deterministic random inputs for a model's signature.
 
+use sd_mil::signature::{safety_checker, text_encoder, unet};
 use sd_runtime::Tensor;
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ pub fn random_inputs(model: &sd_mil::Model, vocab: usize, seed: u64) -> HashMap<
         .map(|f| {
             let n: usize = f.shape.iter().product();
             let data: Vec<f32> = match f.name.as_str() {
-                "input_ids" => {
+                text_encoder::INPUT_IDS => {
                     let mut v: Vec<f32> = (0..n).map(|_| (r.next() * bos).floor()).collect();
                     let end = (r.next() * (n - 1) as f32) as usize + 1;
                     v[0] = bos;
@@ -38,9 +39,11 @@ pub fn random_inputs(model: &sd_mil::Model, vocab: usize, seed: u64) -> HashMap<
                     }
                     v
                 }
-                "timestep" => vec![981.0; n],
-                "controlnet_cond" | "images" => (0..n).map(|_| r.next()).collect(),
-                "adjustment" => vec![0.0; n],
+                unet::TIMESTEP => vec![981.0; n],
+                unet::CONTROLNET_COND | safety_checker::IMAGES => {
+                    (0..n).map(|_| r.next()).collect()
+                }
+                safety_checker::ADJUSTMENT => vec![0.0; n],
                 _ => (0..n).map(|_| r.next() * 2.0 - 1.0).collect(),
             };
             (f.name.clone(), Tensor::f32(f.shape.clone(), data))

@@ -11,6 +11,7 @@ use crate::attention::AttentionImpl;
 use crate::config::{UNetConfig, UNetLayout};
 use crate::error::{ConvertError, Result};
 use crate::nn::{Net, join};
+use sd_mil::signature::unet;
 use sd_mil::{ConstValue, DType, Var};
 
 /// Shapes and forms of a UNet or ControlNet program.
@@ -241,13 +242,13 @@ fn common_inputs(
 ) -> Result<(Var, Var, Var)> {
     let dt = net.dtype();
     let sample = net.input(
-        "sample",
+        unet::SAMPLE,
         dt,
         &[o.batch, cfg.in_channels, o.latent_h, o.latent_w],
     )?;
-    let timestep = net.input("timestep", dt, &[o.batch])?;
+    let timestep = net.input(unet::TIMESTEP, dt, &[o.batch])?;
     let ehs = net.input(
-        "encoder_hidden_states",
+        unet::ENCODER_HIDDEN_STATES,
         dt,
         &[o.batch, layout.cross_attention_dim, 1, o.seq_len],
     )?;
@@ -288,7 +289,7 @@ pub fn build_unet(
     let mut extra = Vec::new();
     if o.controlnet_inputs {
         for (i, s) in residual_shapes(cfg, o).iter().enumerate() {
-            extra.push(net.input(&format!("additional_residual_{i}"), net.dtype(), s)?);
+            extra.push(net.input(&unet::additional_residual(i), net.dtype(), s)?);
         }
     }
     let c = Ctx::new(net, cfg, layout, o, &timestep, ehs)?;
@@ -307,7 +308,7 @@ pub fn build_unet(
     let h = net.unary("silu", &h)?;
     let out_ch = cfg.out_channels.unwrap_or(cfg.in_channels);
     let h = net.conv2d(&h, "conv_out", out_ch, 3, 1, 1)?;
-    Ok(vec![net.output(&h, "noise_pred")?])
+    Ok(vec![net.output(&h, unet::NOISE_PRED)?])
 }
 
 /// Builds a ControlNet: UNet inputs plus `controlnet_cond` (B, 3, 8h, 8w) in [0, 1]; outputs
@@ -327,7 +328,7 @@ pub fn build_controlnet(
     let f = 1usize << (levels - 1);
     let cond_ch = cfg.conditioning_channels.unwrap_or(3);
     let cond = net.input(
-        "controlnet_cond",
+        unet::CONTROLNET_COND,
         net.dtype(),
         &[o.batch, cond_ch, o.latent_h * f, o.latent_w * f],
     )?;
@@ -347,11 +348,11 @@ pub fn build_controlnet(
     for (i, s) in states.iter().enumerate() {
         let ch = s.ty.shape[1];
         let r = net.linear_conv(s, &format!("controlnet_down_blocks.{i}"), ch, true)?;
-        outs.push(net.output(&r, &format!("additional_residual_{i}"))?);
+        outs.push(net.output(&r, &unet::additional_residual(i))?);
     }
     let ch = mid.ty.shape[1];
     let r = net.linear_conv(&mid, "controlnet_mid_block", ch, true)?;
-    outs.push(net.output(&r, &format!("additional_residual_{}", states.len()))?);
+    outs.push(net.output(&r, &unet::additional_residual(states.len()))?);
     Ok(outs)
 }
 

@@ -12,6 +12,7 @@ use super::latents::{guide, sample_encoded, to_channels_first};
 use super::request::{GenerationRequest, MAX_IMAGES, MAX_STEPS};
 use super::{Part, Pipeline};
 use crate::RtBackend;
+use sd_mil::signature::{safety_checker, text_encoder, unet, vae_decoder, vae_encoder};
 use sd_sched::NoiseSource;
 use std::time::{Duration, Instant};
 
@@ -150,13 +151,13 @@ impl<B: RtBackend> Pipeline<B> {
         self.ensure(Part::VaeDecoder)?;
         let unet = self.model(unet_part);
         let sample_shape =
-            unet.first_input_shape(Some("sample"))
+            unet.first_input_shape(Some(unet::SAMPLE))
                 .ok_or_else(|| PipelineError::Signature {
                     model: unet.label.clone(),
                     reason: "no `sample` input".into(),
                 })?;
         let ehs_shape = unet
-            .first_input_shape(Some("encoder_hidden_states"))
+            .first_input_shape(Some(unet::ENCODER_HIDDEN_STATES))
             .unwrap_or_default();
         if sample_shape.len() != 4 || ehs_shape.len() != 4 {
             return Err(PipelineError::Signature {
@@ -297,7 +298,7 @@ impl<B: RtBackend> Pipeline<B> {
         // 5. ControlNet conditioning.
         let mut controls = Vec::new();
         for c in &r.controlnets {
-            self.ensure_controlnet(&c.name)?;
+            let key = self.ensure_controlnet(&c.name)?;
             if c.width != width || c.height != height {
                 return Err(PipelineError::bad(
                     "controlnet",
@@ -307,7 +308,7 @@ impl<B: RtBackend> Pipeline<B> {
                     ),
                 ));
             }
-            controls.push((c.name.clone(), c.conditioning.clone(), c.scale));
+            controls.push((key, c.conditioning.clone(), c.scale));
         }
 
         // 6. The denoising loop.
@@ -325,9 +326,9 @@ impl<B: RtBackend> Pipeline<B> {
                 }
                 let mut push = |ehs: &[f32]| {
                     rows.push(Row::from([
-                        ("sample".to_string(), sample.clone()),
-                        ("timestep".to_string(), vec![t]),
-                        ("encoder_hidden_states".to_string(), ehs.to_vec()),
+                        (unet::SAMPLE.to_string(), sample.clone()),
+                        (unet::TIMESTEP.to_string(), vec![t]),
+                        (unet::ENCODER_HIDDEN_STATES.to_string(), ehs.to_vec()),
                     ]))
                 };
                 if let Some(u) = &uncond {
@@ -335,12 +336,12 @@ impl<B: RtBackend> Pipeline<B> {
                 }
                 push(&cond);
             }
-            for (name, cond_image, scale) in &controls {
-                let net = &self.controlnets[name];
+            for (key, cond_image, scale) in &controls {
+                let net = &self.controlnets[key];
                 let mut inputs = rows.clone();
                 for row in &mut inputs {
-                    row.insert("controlnet_cond".into(), cond_image.clone());
-                    if let Some(s) = row.get_mut("sample") {
+                    row.insert(unet::CONTROLNET_COND.into(), cond_image.clone());
+                    if let Some(s) = row.get_mut(unet::SAMPLE) {
                         s.truncate(per_image);
                     }
                 }
@@ -359,12 +360,12 @@ impl<B: RtBackend> Pipeline<B> {
             let per_row = if guided { 2 } else { 1 };
             for k in 0..n {
                 let pick = |j: usize| -> Result<&Vec<f32>> {
-                    out[k * per_row + j]
-                        .get("noise_pred")
-                        .ok_or_else(|| PipelineError::Signature {
+                    out[k * per_row + j].get(unet::NOISE_PRED).ok_or_else(|| {
+                        PipelineError::Signature {
                             model: "UNet".into(),
                             reason: "no `noise_pred` output".into(),
-                        })
+                        }
+                    })
                 };
                 if guided {
                     noise_pred.extend(guide(pick(0)?, pick(1)?, r.guidance_scale));
@@ -417,6 +418,9 @@ impl<B: RtBackend> Pipeline<B> {
         }
         let denoise_time = started.elapsed();
         self.release(unet_part);
+        if self.options.reduce_memory {
+            self.controlnets.clear();
+        }
 
         // 7. Decode, then the safety check.
         let pictures = self.decode_all(&latents, n, per_image)?;
@@ -473,13 +477,13 @@ impl<B: RtBackend> Pipeline<B> {
         let te = self.model(Part::TextEncoder);
         let ids = encoded.as_f32();
         let seq = ids.len();
-        let out = te.predict_rows(&[Row::from([("input_ids".to_string(), ids)])])?;
-        let states = out[0]
-            .get("last_hidden_state")
-            .ok_or_else(|| PipelineError::Signature {
+        let out = te.predict_rows(&[Row::from([(text_encoder::INPUT_IDS.to_string(), ids)])])?;
+        let states = out[0].get(text_encoder::LAST_HIDDEN_STATE).ok_or_else(|| {
+            PipelineError::Signature {
                 model: "text encoder".into(),
                 reason: "no `last_hidden_state` output".into(),
-            })?;
+            }
+        })?;
         let channels = states.len() / seq.max(1);
         Ok((to_channels_first(states, seq, channels), seq, channels))
     }
@@ -487,7 +491,9 @@ impl<B: RtBackend> Pipeline<B> {
     /// The image size the VAE decoder makes from `lh × lw` latents.
     fn image_size(&self, lh: usize, lw: usize) -> Result<(usize, usize)> {
         let vae = self.model(Part::VaeDecoder);
-        let z = vae.first_input_shape(Some("z")).unwrap_or_default();
+        let z = vae
+            .first_input_shape(Some(vae_decoder::Z))
+            .unwrap_or_default();
         if z.len() != 4 || z[2] != lh || z[3] != lw {
             return Err(PipelineError::Signature {
                 model: "VAE decoder".into(),
@@ -496,16 +502,16 @@ impl<B: RtBackend> Pipeline<B> {
                 ),
             });
         }
-        output_hw(vae, "image")
+        output_hw(vae, vae_decoder::IMAGE)
     }
 
     /// The VAE encoder's moments for one `(3, H, W)` image in [−1, 1].
     fn encode_image(&mut self, image: &[f32]) -> Result<Vec<f32>> {
         self.ensure(Part::VaeEncoder)?;
         let enc = self.model(Part::VaeEncoder);
-        let out = enc.predict_rows(&[Row::from([("x".to_string(), image.to_vec())])])?;
+        let out = enc.predict_rows(&[Row::from([(vae_encoder::X.to_string(), image.to_vec())])])?;
         out[0]
-            .get("latent")
+            .get(vae_encoder::LATENT)
             .cloned()
             .ok_or_else(|| PipelineError::Signature {
                 model: "VAE encoder".into(),
@@ -529,20 +535,20 @@ impl<B: RtBackend> Pipeline<B> {
                     .iter()
                     .map(|v| v / scale)
                     .collect();
-                Row::from([("z".to_string(), z)])
+                Row::from([(vae_decoder::Z.to_string(), z)])
             })
             .collect();
         let vae = self.model(Part::VaeDecoder);
-        let (height, width) = output_hw(vae, "image")?;
+        let (height, width) = output_hw(vae, vae_decoder::IMAGE)?;
         let out = vae.predict_rows(&rows)?;
         out.into_iter()
             .map(|mut row| {
-                let chw = row
-                    .remove("image")
-                    .ok_or_else(|| PipelineError::Signature {
-                        model: "VAE decoder".into(),
-                        reason: "no `image` output".into(),
-                    })?;
+                let chw =
+                    row.remove(vae_decoder::IMAGE)
+                        .ok_or_else(|| PipelineError::Signature {
+                            model: "VAE decoder".into(),
+                            reason: "no `image` output".into(),
+                        })?;
                 Ok((RgbImage::from_vae_output(&chw, width, height)?, chw))
             })
             .collect()
@@ -563,7 +569,7 @@ impl<B: RtBackend> Pipeline<B> {
         } else {
             let checker = self.model(Part::SafetyChecker);
             let s = checker
-                .first_input_shape(Some("clip_input"))
+                .first_input_shape(Some(safety_checker::CLIP_INPUT))
                 .unwrap_or_default();
             if s.len() != 4 {
                 return Err(PipelineError::Signature {
@@ -580,13 +586,13 @@ impl<B: RtBackend> Pipeline<B> {
         let clip = processor.preprocess(picture)?;
         let images = safety_checker_images(decoded, picture.width, picture.height)?;
         let row = Row::from([
-            ("clip_input".to_string(), clip.data),
-            ("images".to_string(), images),
-            ("adjustment".to_string(), vec![0.0]),
+            (safety_checker::CLIP_INPUT.to_string(), clip.data),
+            (safety_checker::IMAGES.to_string(), images),
+            (safety_checker::ADJUSTMENT.to_string(), vec![0.0]),
         ]);
         let out = self.model(Part::SafetyChecker).predict_rows(&[row])?;
         let flags = out[0]
-            .get("has_nsfw_concepts")
+            .get(safety_checker::HAS_NSFW_CONCEPTS)
             .ok_or_else(|| PipelineError::Signature {
                 model: "safety checker".into(),
                 reason: "no `has_nsfw_concepts` output".into(),

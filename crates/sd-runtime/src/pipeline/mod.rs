@@ -129,7 +129,9 @@ pub struct Pipeline<B: RtBackend = Cpu> {
     scheduler_config: SchedulerConfig,
     vae_scaling_factor: f32,
     loaded: HashMap<Part, Staged<B>>,
-    controlnets: HashMap<String, Staged<B>>,
+    /// Loaded ControlNets by package path (names are matched loosely, so two spellings of one
+    /// name share one model).
+    controlnets: HashMap<PathBuf, Staged<B>>,
 }
 
 impl<B: RtBackend> Pipeline<B> {
@@ -290,14 +292,15 @@ impl<B: RtBackend> Pipeline<B> {
         }
     }
 
-    fn ensure_controlnet(&mut self, name: &str) -> Result<()> {
-        if self.controlnets.contains_key(name) {
-            return Ok(());
-        }
+    /// Loads the ControlNet called `name` if needed; returns its key in `controlnets`.
+    fn ensure_controlnet(&mut self, name: &str) -> Result<PathBuf> {
         let path = self.resources.controlnet(name)?.to_path_buf();
-        let staged = self.load_staged(&format!("ControlNet `{name}`"), &[path])?;
-        self.controlnets.insert(name.to_string(), staged);
-        Ok(())
+        if !self.controlnets.contains_key(&path) {
+            let staged =
+                self.load_staged(&format!("ControlNet `{name}`"), std::slice::from_ref(&path))?;
+            self.controlnets.insert(path.clone(), staged);
+        }
+        Ok(path)
     }
 }
 

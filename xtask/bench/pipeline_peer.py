@@ -103,8 +103,11 @@ def main() -> None:
             state["first_unet"] = time.perf_counter()
         state["unet_calls"] += 1
 
-    def step_end(_pipe, _i, _t, _kwargs):
-        state["last_step"] = time.perf_counter()
+    def step_end(_pipe, i, _t, _kwargs):
+        now = time.perf_counter()
+        if now - (state["last_step"] or state["first_unet"]) > 2.0:  # slow steps: show progress
+            log(f"step {i + 1} at {now - state['first_unet']:.1f} s")
+        state["last_step"] = now
         return {}
 
     pipe.unet.register_forward_pre_hook(unet_pre, with_kwargs=True)

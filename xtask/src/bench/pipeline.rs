@@ -275,6 +275,15 @@ pub fn run(a: Args) -> Result<()> {
                 Some(p) => run_ours(&a, p)?,
                 None => run_peer(&a, &plan, python.as_deref().expect("peer venv"))?,
             };
+            // Each side's result is kept on disk at once: a later side that fails or is
+            // stopped does not lose it.
+            let file = plan.out.join(format!(
+                "result-{}-round{}.json",
+                label.replace(' ', "-"),
+                round + 1
+            ));
+            std::fs::write(&file, v.to_string())
+                .with_context(|| format!("writing {}", file.display()))?;
             results.push((label, v, [before, load_average()]));
         }
     }
@@ -465,7 +474,17 @@ fn worker(a: &Args, plan: &Plan, precision_name: &str) -> Result<()> {
         let mut last = None;
         for i in 0..plan.runs {
             let start = Instant::now();
-            let g = pipe.generate(&request, &mut |_| Control::Continue)?;
+            let g = pipe.generate(&request, &mut |p| {
+                if a.full {
+                    eprintln!(
+                        "[ours {precision_name}] step {}/{} at {:.1} s",
+                        p.step,
+                        p.total,
+                        p.elapsed.as_secs_f64()
+                    );
+                }
+                Control::Continue
+            })?;
             let total = start.elapsed().as_secs_f64();
             let denoise = g.denoise_time.as_secs_f64();
             eprintln!(

@@ -52,8 +52,8 @@ pub struct Args {
     /// Use these converted packages instead of converting the model (sd convert's `-o` folder).
     #[arg(long)]
     packages: Option<PathBuf>,
-    /// Work folder for packages, images and the JSON summary [default: target/bench-pipeline/
-    /// tiny or …/sd15].
+    /// Work folder for packages, images and the JSON summary
+    /// [default: target/bench-pipeline/tiny, --full: target/bench-pipeline/sd15].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Schedulers, comma-separated (pndm, dpmpp, ddim, euler, euler-a, lms) [default: pndm,dpmpp;
@@ -76,7 +76,7 @@ pub struct Args {
     /// load].
     #[arg(long)]
     load_runs: Option<usize>,
-    /// How many times the whole interleaved sequence runs [default: 1].
+    /// How many times the whole interleaved sequence runs.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Inference steps.
@@ -555,7 +555,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Every number under `key` of a run object, across the results of one side.
+/// Every number of the array `f` picks from each result of one side, in order.
 fn gather(results: &[&Value], f: impl Fn(&Value) -> Option<&Value>) -> Vec<f64> {
     results
         .iter()

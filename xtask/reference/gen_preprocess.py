@@ -32,18 +32,13 @@ Tensors (names sorted in the file):
 Metadata: the configs as JSON (`config.tiny`, `config.sd`), the hashes, the processor class used
 and the Pillow, transformers and numpy versions.
 
-No torch needed (common.py imports torch, so the few helpers needed are repeated here, writing the
-same deterministic safetensors layout: sorted tensor names, sorted metadata keys).
-
 Run: python gen_preprocess.py --out fixtures
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +50,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
+from common import fresh_dir, log, parse_args, save_tensors  # noqa: E402
 from PIL import Image  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -76,57 +72,6 @@ SD_CONFIG = {
     "resample": 3,
     "size": 224,
 }
-
-
-def log(msg: str) -> None:
-    print(f"[{Path(sys.argv[0]).stem}] {msg}", flush=True)
-
-
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "fixtures", help="fixtures folder")
-    a = p.parse_args()
-    a.out = a.out.resolve()
-    return a
-
-
-def fresh_dir(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.uint8): "U8"}
-
-
-def save_tensors(path: Path, tensors: dict, metadata: dict) -> None:
-    """common.save_tensors' layout, from numpy arrays."""
-    meta = {"format": "np", **{str(k): str(v) for k, v in metadata.items()}}
-    header = {"__metadata__": dict(sorted(meta.items()))}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        data = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": _DTYPES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.chmod(path, 0o644)
-    from safetensors.numpy import load_file  # read back: a well-formed file
-
-    back = load_file(str(path))
-    assert sorted(back) == sorted(tensors)
-    for k, v in tensors.items():
-        assert np.array_equal(back[k], v), k
 
 
 def fnv1a64(data: bytes) -> str:
@@ -155,7 +100,7 @@ def synthetic(width: int, height: int, seed: int) -> np.ndarray:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     import transformers
     from transformers import CLIPImageProcessorPil
 

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with an `Args` struct and a `run` function.
 
 mod bench;
+mod browser;
 mod check_mlpackage;
 mod convert;
 mod reference;

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: the project's whole test suite — `cargo test --workspace`, then Core
-//! ML's own tooling over every package the tests wrote under `target/test-packages`.
+//! `cargo xtask test`: the project's whole test suite — `cargo test --workspace`, then the
+//! browser test of `sd serve`'s page (headless Chromium; the tools installed when missing),
+//! then Core ML's own tooling over every package the tests wrote under `target/test-packages`.
 
 use crate::venv::workspace_root;
 use anyhow::{Result, bail};
@@ -13,6 +14,9 @@ pub struct Args {
     /// Skip the coremltools check of the packages the tests wrote.
     #[arg(long)]
     no_package_check: bool,
+    /// Skip the browser test of `sd serve`'s page.
+    #[arg(long)]
+    no_browser: bool,
     /// Extra arguments passed to `cargo test`.
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -37,6 +41,19 @@ pub fn run(args: Args) -> Result<()> {
         .status()?;
     if !status.success() {
         bail!("cargo test failed");
+    }
+    if !args.no_browser {
+        let tools = crate::browser::ensure()?;
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["test", "-p", "sd-cli", "--test", "serve_page"])
+            .args(["--", "--ignored"])
+            .env("SD_CHROMIUM", &tools.chromium)
+            .env("SD_BROWSER_NODE_MODULES", &tools.node_modules)
+            .status()?;
+        if !status.success() {
+            bail!("the browser test failed (screenshots in target/test-artifacts/)");
+        }
     }
     if args.no_package_check {
         return Ok(());

@@ -81,3 +81,20 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Creates `dir` when needed and proves it can be written (a probe file made and removed),
+/// so that a run fails before any work rather than after it.
+pub fn prepare_output_folder(dir: &Path) -> Result<(), PathError> {
+    std::fs::create_dir_all(dir).map_err(at("creating the output folder", dir))?;
+    if !std::fs::metadata(dir).map_err(at("reading", dir))?.is_dir() {
+        return Err(PathError {
+            what: "using as the output folder",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
+        });
+    }
+    let probe = dir.join(format!(".sd-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(at("writing into the output folder", dir))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}

@@ -10,7 +10,7 @@ use sd_runtime::pipeline::{
     Control, ControlInput, GenerationRequest, Pipeline, PipelineOptions, SafetyVerdict,
     SchedulerKind, parse_rng,
 };
-use sd_runtime::{Precision, RtBackend, Tensor};
+use sd_runtime::{RtBackend, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `sd generate`.
@@ -95,30 +95,10 @@ pub struct Args {
 
 /// Runs `sd generate`.
 pub fn run(a: Args) -> Result<()> {
-    let precision = match a.compute_precision.to_ascii_lowercase().as_str() {
-        "fp16" | "program" => Precision::Program,
-        "fp32" => Precision::Fp32,
-        other => bail!("--compute-precision {other}: choose fp16 or fp32"),
-    };
-    let folder = match (&a.resource_path, &a.model) {
-        (Some(p), None) => p.clone(),
-        (None, Some(m)) => {
-            eprintln!("preparing {} …", m.display());
-            let entry =
-                sd_cli::model_cache::prepare(m, &sd_cli::model_cache::CacheOptions::default())
-                    .with_context(|| format!("converting {}", m.display()))?;
-            if entry.converted {
-                eprintln!("converted into {}", entry.folder.display());
-            } else {
-                eprintln!("reusing the conversion in {}", entry.folder.display());
-            }
-            entry.folder
-        }
-        (None, None) => bail!("name the models: --resource-path DIR or --model DIR|FILE"),
-        (Some(_), Some(_)) => unreachable!("clap rejects both"),
-    };
+    let precision = crate::model_args::precision(&a.compute_precision)?;
+    let folder = crate::model_args::folder(a.resource_path.as_deref(), a.model.as_deref())?;
     let request = build_request(&a)?;
-    prepare_output_folder(&a.output_path)?;
+    sd_cli::prepare_output_folder(&a.output_path)?;
     match a.device {
         crate::run::Device::Cpu => {
             let mut o = PipelineOptions::new(precision, Default::default());
@@ -197,20 +177,6 @@ fn build_request(a: &Args) -> Result<GenerationRequest> {
     Ok(r)
 }
 
-/// Creates the output folder and proves it can be written, before any work is done.
-fn prepare_output_folder(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the output folder {}", dir.display()))?;
-    if !dir.is_dir() {
-        bail!("--output-path {} is not a folder", dir.display());
-    }
-    let probe = dir.join(format!(".sd-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("the output folder {} cannot be written", dir.display()))?;
-    std::fs::remove_file(&probe).ok();
-    Ok(())
-}
-
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -233,17 +199,8 @@ fn generate_with<B: RtBackend>(
         .with_context(|| format!("loading the models in {}", folder.display()))?;
     let model_name = model_name(a, pipe.resources());
     let params = |steps: usize, width: usize, height: usize| GenerationParameters {
-        prompt: request.prompt.clone(),
-        negative_prompt: request.negative_prompt.clone(),
         steps: steps as u32,
-        sampler: request.scheduler.a1111_name().to_string(),
-        cfg_scale: request.guidance_scale,
-        seed: request.seed,
-        width,
-        height,
-        model_hash: None,
-        model: model_name.clone(),
-        denoising_strength: request.image.as_ref().map(|_| request.strength),
+        ..request.a1111_parameters(width, height, &model_name)
     };
     let file_name = |index: usize, step: Option<usize>| {
         img::OutputFileName {
@@ -334,23 +291,9 @@ fn generate_with<B: RtBackend>(
 /// The model's name for the PNG metadata: `--model`'s file or folder name, else the converter
 /// id of the folder's packages, else the folder's name (its parent's for `…/Resources`).
 fn model_name(a: &Args, resources: &sd_runtime::pipeline::Resources) -> String {
-    if let Some(m) = &a.model {
-        return stem(m);
-    }
-    if let Some(id) = &resources.model_id {
-        return id.clone();
-    }
-    let p = resources.root.as_path();
-    match p.file_name() {
-        Some(n) if n == "Resources" => stem(p.parent().unwrap_or(p)),
-        _ => stem(p),
-    }
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
+    crate::model_args::model_name(a.model.as_deref())
+        .or_else(|| resources.model_id.clone())
+        .unwrap_or_else(|| sd_cli::server::folder_name(&resources.root))
 }
 
 fn save(path: &Path, image: &RgbImage, meta: &GenerationParameters) -> Result<()> {
@@ -359,31 +302,10 @@ fn save(path: &Path, image: &RgbImage, meta: &GenerationParameters) -> Result<()
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes the latents to a temporary file beside `path`, then renames it into place.
+/// Writes the latents as safetensors through the pipeline's atomic writer (temporary file
+/// beside `path`, then a rename; a target that is not a regular file is refused).
 fn write_latents(path: &Path, t: &Tensor) -> Result<()> {
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && !meta.is_file()
-    {
-        bail!(
-            "--save-latents {}: exists and is not a regular file; not replaced",
-            path.display()
-        );
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    Tensor::write_safetensors(&tmp, [("latents", t)])
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        std::fs::remove_file(&tmp).ok();
-        format!("renaming into {}", path.display())
-    })
+    let bytes = Tensor::to_safetensors_bytes([("latents", t)])?;
+    img::write_file_atomic(path, &bytes)
+        .with_context(|| format!("--save-latents {}", path.display()))
 }

@@ -48,6 +48,7 @@ pub mod check;
 pub mod conversion;
 pub mod hub;
 pub mod model_cache;
+pub mod server;
 pub mod swift_resources;
 pub mod torch_reference;
 
@@ -56,5 +57,5 @@ mod fs_util;
 pub use conversion::{
     ConversionError, ConversionEvent, ConversionJob, ConversionOptions, ConversionReport, run_job,
 };
-pub use fs_util::PathError;
+pub use fs_util::{PathError, prepare_output_folder};
 pub use model_cache::{CacheEntry, CacheError, CacheOptions, prepare};

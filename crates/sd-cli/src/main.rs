@@ -5,8 +5,10 @@ mod compress;
 mod convert;
 mod generate;
 mod inspect;
+mod model_args;
 mod progress;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run a package on named input tensors (safetensors) and write its outputs.
     Run(run::Args),
+    /// Serve a local web page and HTTP APIs (native, AUTOMATIC1111, OpenAI) for image generation.
+    Serve(serve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

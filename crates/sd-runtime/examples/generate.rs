@@ -9,7 +9,7 @@
 //! ```
 //! The images are written as `example-0.png`, `example-1.png` with their A1111 parameters.
 
-use sd_runtime::pipeline::image::{GenerationParameters, write_png_atomic};
+use sd_runtime::pipeline::image::write_png_atomic;
 use sd_runtime::pipeline::{Control, GenerationRequest, Pipeline, PipelineOptions, SchedulerKind};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,16 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("the safety checker withheld the image");
             continue;
         };
-        let params = GenerationParameters {
-            prompt: text.clone(),
-            steps: request.steps as u32,
-            sampler: request.scheduler.a1111_name().into(),
-            cfg_scale: request.guidance_scale,
-            seed: request.seed,
-            width: image.width,
-            height: image.height,
-            ..Default::default()
-        };
+        let params = request.a1111_parameters(image.width, image.height, "");
         let path = format!("example-{i}.png");
         write_png_atomic(&path, image, &[("parameters", &params.to_a1111_string())])?;
         println!("{path}");

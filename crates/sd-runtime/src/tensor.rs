@@ -188,6 +188,18 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Named tensors as the bytes of a safetensors file (for writers that place files
+    /// themselves, e.g. atomically).
+    pub fn to_safetensors_bytes<'a>(
+        tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    ) -> Result<Vec<u8>> {
+        let views: Vec<(&str, &Tensor)> = tensors.into_iter().collect();
+        safetensors::serialize(views, None).map_err(|e| RuntimeError::Safetensors {
+            path: "<memory>".into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Writes named tensors to a safetensors file.
     pub fn write_safetensors<'a>(
         path: impl AsRef<Path>,

@@ -3,7 +3,7 @@
 use crate::config::{Common, Defaults, PredictionType, SchedulerConfig};
 use crate::error::{Result, SchedError};
 use crate::noise::NoiseSource;
-use crate::schedule::{add_noise_alpha, int_timesteps_desc};
+use crate::schedule::{add_noise_alpha, checked_int_timesteps_desc};
 use crate::{Scheduler, StepOutput, check_len, check_steps};
 
 /// diffusers' `DDIMScheduler`. `eta` (a `step` argument in diffusers) is set with
@@ -73,11 +73,15 @@ impl Scheduler for DdimScheduler {
     fn set_timesteps(&mut self, n: usize) -> Result<()> {
         check_steps(n, self.common.num_train_timesteps)?;
         let c = &self.common;
-        self.timesteps =
-            int_timesteps_desc(c.timestep_spacing, n, c.num_train_timesteps, c.steps_offset)
-                .into_iter()
-                .map(|t| t as f32)
-                .collect();
+        self.timesteps = checked_int_timesteps_desc(
+            c.timestep_spacing,
+            n,
+            c.num_train_timesteps,
+            c.steps_offset,
+        )?
+        .into_iter()
+        .map(|t| t as f32)
+        .collect();
         self.num_inference_steps = Some(n);
         Ok(())
     }

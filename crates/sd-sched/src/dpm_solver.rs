@@ -117,15 +117,11 @@ impl DpmSolverMultistepScheduler {
     }
 }
 
-impl Scheduler for DpmSolverMultistepScheduler {
-    fn name(&self) -> &'static str {
-        "DPMSolverMultistepScheduler"
-    }
-
-    fn set_timesteps(&mut self, n: usize) -> Result<()> {
+impl DpmSolverMultistepScheduler {
+    /// The timesteps of `n` steps under the config's spacing, before any checks.
+    fn spaced_timesteps(&self, n: usize) -> Vec<f64> {
         let c = &self.common;
         let train_n = c.num_train_timesteps;
-        check_steps(n, train_n)?;
         // lambda_t = log(alpha_t) - log(sigma_t); searchsorted(flip(lambda_t), lambda_min_clipped)
         let clipped_idx = c
             .alphas_cumprod
@@ -135,7 +131,7 @@ impl Scheduler for DpmSolverMultistepScheduler {
             .filter(|&l| (l as f64) < self.lambda_min_clipped)
             .count();
         let last = train_n - clipped_idx;
-        let mut ts: Vec<f64> = match c.timestep_spacing {
+        match c.timestep_spacing {
             TimestepSpacing::Linspace => {
                 let mut v: Vec<f64> = np_linspace(0.0, last as f64 - 1.0, n + 1)
                     .into_iter()
@@ -159,7 +155,39 @@ impl Scheduler for DpmSolverMultistepScheduler {
                     .map(|v| v.round_ties_even() - 1.0)
                     .collect()
             }
+        }
+    }
+}
+
+impl Scheduler for DpmSolverMultistepScheduler {
+    fn name(&self) -> &'static str {
+        "DPMSolverMultistepScheduler"
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> Result<()> {
+        let c = &self.common;
+        let train_n = c.num_train_timesteps;
+        check_steps(n, train_n)?;
+        let mut ts = self.spaced_timesteps(n);
+        let usable = |ts: &[f64]| {
+            ts.iter().all(|&t| t >= 0.0 && t < train_n as f64) && ts.windows(2).all(|w| w[0] > w[1])
         };
+        // Karras sigmas make their own timesteps; the spacing's are checked only when used.
+        if !self.karras && !usable(&ts) {
+            let max_ok = (1..n)
+                .rev()
+                .find(|&m| usable(&self.spaced_timesteps(m)))
+                .unwrap_or(0);
+            return Err(match ts.iter().find(|&&t| t < 0.0 || t >= train_n as f64) {
+                Some(&t) => SchedError::TimestepOutOfRange {
+                    steps: n,
+                    timestep: t as i64,
+                    num_train: train_n,
+                    max_ok,
+                },
+                None => SchedError::RepeatedTimesteps { steps: n, max_ok },
+            });
+        }
         let train = train_sigmas(&c.alphas_cumprod);
         let mut sig: Vec<f64> = if self.karras {
             let lo = self.sigma_min.unwrap_or(train[0] as f64);

@@ -29,6 +29,32 @@ pub enum SchedError {
         /// Largest allowed.
         max: usize,
     },
+    /// The spacing and `steps_offset` put a timestep beyond the training schedule (diffusers
+    /// raises an IndexError there: SD's `leading` spacing with offset 1 at 1000 steps).
+    #[error(
+        "{steps} steps reach timestep {timestep}, beyond the {num_train} training timesteps (timestep_spacing and steps_offset of this config); use at most {max_ok} steps"
+    )]
+    TimestepOutOfRange {
+        /// Requested steps.
+        steps: usize,
+        /// The offending timestep.
+        timestep: i64,
+        /// `num_train_timesteps`.
+        num_train: usize,
+        /// The most steps whose timesteps stay in range.
+        max_ok: usize,
+    },
+    /// The spacing gives the same timestep twice (a step that does not move: diffusers' DPM-Solver
+    /// makes NaN there).
+    #[error(
+        "{steps} steps repeat timesteps under this config's timestep_spacing (a step would not move); use at most {max_ok} steps"
+    )]
+    RepeatedTimesteps {
+        /// Requested steps.
+        steps: usize,
+        /// The most steps without a repeat.
+        max_ok: usize,
+    },
     /// Image-to-image strength outside [0, 1].
     #[error("strength {0} is outside [0, 1]")]
     StrengthOutOfRange(f64),

@@ -3,7 +3,7 @@
 use crate::config::{Common, Defaults, PredictionType, SchedulerConfig};
 use crate::error::{Result, SchedError};
 use crate::noise::NoiseSource;
-use crate::schedule::{add_noise_alpha, int_timesteps_desc};
+use crate::schedule::{add_noise_alpha, checked_int_timesteps_desc};
 use crate::{Scheduler, StepOutput, check_len, check_steps};
 
 /// diffusers' `PNDMScheduler` with `skip_prk_steps = true` (linear multistep, 4th order after a
@@ -101,8 +101,12 @@ impl Scheduler for PndmScheduler {
     fn set_timesteps(&mut self, n: usize) -> Result<()> {
         check_steps(n, self.common.num_train_timesteps)?;
         let c = &self.common;
-        let mut asc =
-            int_timesteps_desc(c.timestep_spacing, n, c.num_train_timesteps, c.steps_offset);
+        let mut asc = checked_int_timesteps_desc(
+            c.timestep_spacing,
+            n,
+            c.num_train_timesteps,
+            c.steps_offset,
+        )?;
         asc.reverse();
         // plms = concat(t[:-1], t[-2:-1], t[-1:])[::-1]
         let len = asc.len();

@@ -209,6 +209,48 @@ pub fn index_for_timestep(timesteps: &[f32], t: f32) -> Option<usize> {
     Some(it.next().unwrap_or(first))
 }
 
+/// Refuses `n` steps when `timesteps(n)` holds a timestep outside `0..num_train` (where
+/// diffusers indexes past `alphas_cumprod`, or clamps a sigma so that a step does not move),
+/// naming the largest step count that stays in range.
+pub fn check_timestep_range<T: Copy + Into<f64>>(
+    n: usize,
+    num_train: usize,
+    timesteps: impl Fn(usize) -> Vec<T>,
+) -> crate::Result<()> {
+    let outside = |m: usize| {
+        timesteps(m)
+            .into_iter()
+            .map(Into::into)
+            .find(|&t: &f64| t < 0.0 || t >= num_train as f64)
+    };
+    match outside(n) {
+        None => Ok(()),
+        Some(t) => Err(crate::SchedError::TimestepOutOfRange {
+            steps: n,
+            timestep: t as i64,
+            num_train,
+            max_ok: (1..n).rev().find(|&m| outside(m).is_none()).unwrap_or(0),
+        }),
+    }
+}
+
+/// [`int_timesteps_desc`] after [`check_timestep_range`].
+pub fn checked_int_timesteps_desc(
+    spacing: TimestepSpacing,
+    n: usize,
+    num_train: usize,
+    steps_offset: i64,
+) -> crate::Result<Vec<i64>> {
+    let make = |m| {
+        int_timesteps_desc(spacing, m, num_train, steps_offset)
+            .into_iter()
+            .map(|t| t as f64)
+            .collect::<Vec<f64>>()
+    };
+    check_timestep_range(n, num_train, make)?;
+    Ok(int_timesteps_desc(spacing, n, num_train, steps_offset))
+}
+
 /// Descending integer inference timesteps as DDIM and PNDM compute them.
 pub fn int_timesteps_desc(
     spacing: TimestepSpacing,

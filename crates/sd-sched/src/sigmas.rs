@@ -54,6 +54,17 @@ impl SigmaState {
         final_sigma_min: bool,
     ) -> Result<()> {
         crate::check_steps(n, common.num_train_timesteps)?;
+        if karras.is_none() {
+            let make = |m| {
+                sigma_scheduler_timesteps(
+                    common.timestep_spacing,
+                    m,
+                    common.num_train_timesteps,
+                    common.steps_offset,
+                )
+            };
+            crate::schedule::check_timestep_range(n, common.num_train_timesteps, make)?;
+        }
         let mut timesteps = sigma_scheduler_timesteps(
             common.timestep_spacing,
             n,

@@ -119,3 +119,70 @@ fn squaredcos_uses_real_division() {
     let b = sd_sched::schedule::betas_for_alpha_bar(1000, 0.999);
     assert!(b[0] > 0.0 && b[500] > b[0] && b[999] == 0.999);
 }
+
+/// Every scheduler, with SD's config (leading spacing, steps_offset 1) and the other
+/// spacings, at every step count up to the training schedule: either a typed error from
+/// `set_timesteps` or a run through every step without a panic.
+#[test]
+fn every_step_count_either_runs_or_is_refused() {
+    let classes = [
+        "PNDMScheduler",
+        "DDIMScheduler",
+        "DPMSolverMultistepScheduler",
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "LCMScheduler",
+    ];
+    let mut refused = Vec::new();
+    for class in classes {
+        for spacing in ["leading", "linspace", "trailing"] {
+            let json = format!(
+                r#"{{"_class_name": "{class}", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, "timestep_spacing": "{spacing}"}}"#
+            );
+            for steps in [1usize, 2, 3, 7, 50, 333, 500, 999, 1000, 1001] {
+                let mut s = from_config(&cfg(&json)).unwrap();
+                match s.set_timesteps(steps) {
+                    Err(e) => {
+                        assert!(!e.to_string().is_empty());
+                        refused.push((class, spacing, steps, e));
+                        continue;
+                    }
+                    Ok(()) => {}
+                }
+                if steps > 50 && steps != 1000 && steps != 999 {
+                    continue; // the long runs cost time; 999 and 1000 are the edges
+                }
+                let mut noise = sd_sched::TorchRng::new(0);
+                let sample = vec![0.1f32; 4];
+                let mut x = sample.clone();
+                for t in s.timesteps().to_vec() {
+                    let input = s.scale_model_input(&x, t).unwrap();
+                    x = s.step(&input, t, &x, &mut noise).unwrap().prev_sample;
+                }
+                assert!(
+                    x.iter().all(|v| v.is_finite()),
+                    "{class} {spacing} {steps}: {x:?}"
+                );
+            }
+        }
+    }
+    // 1001 steps is always refused; SD's leading spacing + offset 1 at 1000 reaches timestep
+    // 1000 (diffusers' IndexError), refused with the largest count that works.
+    assert!(refused.iter().any(|(c, sp, n, e)| *c == "PNDMScheduler"
+        && *sp == "leading"
+        && *n == 1000
+        && matches!(
+            e,
+            SchedError::TimestepOutOfRange {
+                timestep: 1000,
+                max_ok: 999,
+                ..
+            }
+        )));
+    assert!(
+        classes
+            .iter()
+            .all(|c| refused.iter().any(|(rc, _, n, _)| rc == c && *n == 1001))
+    );
+}

@@ -2,7 +2,7 @@
 //! through the same pipeline `sd generate` runs.
 
 use anyhow::{Context, Result};
-use sd_runtime::pipeline::image::{GenerationParameters, OutputFileName, write_png_atomic};
+use sd_runtime::pipeline::image::{OutputFileName, write_png_atomic};
 use sd_runtime::pipeline::{
     Control, GenerationRequest, Pipeline, PipelineOptions, SchedulerConfig, SchedulerKind,
 };
@@ -51,16 +51,7 @@ pub fn generate_one(packages: &Path, model_dir: &Path, steps: usize) -> Result<I
         .image
         .as_ref()
         .context("the pipeline returned no image")?;
-    let params = GenerationParameters {
-        prompt: request.prompt.clone(),
-        steps: steps as u32,
-        sampler: request.scheduler.a1111_name().into(),
-        cfg_scale: request.guidance_scale,
-        seed: request.seed,
-        width: image.width,
-        height: image.height,
-        ..Default::default()
-    };
+    let params = request.a1111_parameters(image.width, image.height, "");
     let path = packages.join(OutputFileName::new(&request.prompt, request.seed).file_name());
     write_png_atomic(&path, image, &[("parameters", &params.to_a1111_string())])?;
     Ok(ImageRow {

@@ -99,24 +99,27 @@ impl<B: RtBackend> Staged<B> {
                 tensors.extend(inputs);
                 tensors.extend(produced);
             }
-            let names = self.output_names();
-            for r in 0..group.len() {
-                let mut row = Row::new();
-                for n in &names {
-                    let t = &tensors[n];
-                    let per = t.len() / batch.max(1);
-                    if t.shape.first() != Some(&batch) || per * batch != t.len() {
-                        return Err(PipelineError::Signature {
-                            model: self.label.clone(),
-                            reason: format!(
-                                "output `{n}` has shape {:?}, not batch {batch} first",
-                                t.shape
-                            ),
-                        });
-                    }
-                    let v = t.to_f32_vec();
-                    row.insert(n.clone(), v[r * per..(r + 1) * per].to_vec());
+            // Each output once as host values, checked, then cut into the group's rows.
+            let mut outputs = Vec::new();
+            for n in self.output_names() {
+                let t = &tensors[&n];
+                let per = t.len() / batch.max(1);
+                if t.shape.first() != Some(&batch) || per * batch != t.len() {
+                    return Err(PipelineError::Signature {
+                        model: self.label.clone(),
+                        reason: format!(
+                            "output `{n}` has shape {:?}, not batch {batch} first",
+                            t.shape
+                        ),
+                    });
                 }
+                outputs.push((n, per, t.to_f32_vec()));
+            }
+            for r in 0..group.len() {
+                let row = outputs
+                    .iter()
+                    .map(|(n, per, v)| (n.clone(), v[r * per..(r + 1) * per].to_vec()))
+                    .collect();
                 out.push(row);
             }
         }

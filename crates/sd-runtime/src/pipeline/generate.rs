@@ -103,6 +103,14 @@ struct Blend {
 }
 
 impl<B: RtBackend> Pipeline<B> {
+    /// The `(width, height)` of the images these models make (the VAE decoder's output), for
+    /// callers that need it before generating (a form's defaults, an API's size check).
+    pub fn output_size(&mut self) -> Result<(usize, usize)> {
+        self.ensure(Part::VaeDecoder)?;
+        let (height, width) = output_hw(self.model(Part::VaeDecoder), vae_decoder::IMAGE)?;
+        Ok((width, height))
+    }
+
     /// Makes `request.image_count` images. `progress` is called after every step and may
     /// cancel.
     pub fn generate(
@@ -177,7 +185,7 @@ impl<B: RtBackend> Pipeline<B> {
         }
         let unet_channels = sample_shape[1];
         let (lh, lw) = (sample_shape[2], sample_shape[3]);
-        let (height, width) = self.image_size(lh, lw)?;
+        let (height, width) = self.checked_image_size(lh, lw)?;
         check_size("width", r.width, width)?;
         check_size("height", r.height, height)?;
         let latent_channels = 4;
@@ -215,7 +223,6 @@ impl<B: RtBackend> Pipeline<B> {
             }
             None => None,
         };
-        let strength = f64::from(r.strength);
         let (mut latents, timesteps, inpaint, blend) = match (&start_image, &r.mask) {
             (None, _) => {
                 let l = sd_sched::pipeline::initial_latents(
@@ -226,17 +233,7 @@ impl<B: RtBackend> Pipeline<B> {
                 (l, all_timesteps.clone(), None, None)
             }
             (Some(image), None) => {
-                let start = scheduler.img2img_start(strength)?;
-                let ts = all_timesteps[start..].to_vec();
-                let t0 = *ts.first().ok_or_else(|| {
-                    PipelineError::bad(
-                        "strength",
-                        format!(
-                            "strength {} with {} steps runs no step; raise either",
-                            r.strength, r.steps
-                        ),
-                    )
-                })?;
+                let (ts, t0) = strength_schedule(scheduler.as_mut(), &all_timesteps, r)?;
                 let moments = self.encode_image(&image.data)?;
                 let one = sample_encoded(&moments, &mut noise, self.vae_scaling_factor);
                 let init = one.repeat(n);
@@ -246,17 +243,7 @@ impl<B: RtBackend> Pipeline<B> {
             }
             (Some(image), Some(mask)) => {
                 mask.expect_size(width, height)?;
-                let start = scheduler.img2img_start(strength)?;
-                let ts = all_timesteps[start..].to_vec();
-                let t0 = *ts.first().ok_or_else(|| {
-                    PipelineError::bad(
-                        "strength",
-                        format!(
-                            "strength {} with {} steps runs no step; raise either",
-                            r.strength, r.steps
-                        ),
-                    )
-                })?;
+                let (ts, t0) = strength_schedule(scheduler.as_mut(), &all_timesteps, r)?;
                 let full_strength = r.strength >= 1.0;
                 // prepare_latents: the image latents (drawn) when needed, then the noise.
                 let image_latents = if !inpaint_unet || !full_strength {
@@ -489,7 +476,7 @@ impl<B: RtBackend> Pipeline<B> {
     }
 
     /// The image size the VAE decoder makes from `lh × lw` latents.
-    fn image_size(&self, lh: usize, lw: usize) -> Result<(usize, usize)> {
+    fn checked_image_size(&self, lh: usize, lw: usize) -> Result<(usize, usize)> {
         let vae = self.model(Part::VaeDecoder);
         let z = vae
             .first_input_shape(Some(vae_decoder::Z))
@@ -616,6 +603,27 @@ fn output_hw<B: RtBackend>(model: &Staged<B>, name: &str) -> Result<(usize, usiz
         });
     }
     Ok((s[2], s[3]))
+}
+
+/// The timesteps an image-to-image or inpainting run keeps for `r.strength` (diffusers'
+/// `get_timesteps`), and the first of them (where the image latents are noised to).
+fn strength_schedule(
+    scheduler: &mut dyn sd_sched::Scheduler,
+    all_timesteps: &[f32],
+    r: &GenerationRequest,
+) -> Result<(Vec<f32>, f32)> {
+    let start = scheduler.img2img_start(f64::from(r.strength))?;
+    let kept = all_timesteps[start..].to_vec();
+    let first = *kept.first().ok_or_else(|| {
+        PipelineError::bad(
+            "strength",
+            format!(
+                "strength {} with {} steps runs no step; raise either",
+                r.strength, r.steps
+            ),
+        )
+    })?;
+    Ok((kept, first))
 }
 
 fn check_size(field: &'static str, asked: Option<usize>, model: usize) -> Result<()> {

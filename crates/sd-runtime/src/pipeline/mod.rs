@@ -337,22 +337,13 @@ fn read_vae_scaling_factor(root: &Path) -> Result<Option<f32>> {
     Ok(None)
 }
 
-/// Reads a small text file (a config): regular files only, at most 1 MiB.
+/// Reads a small text file (a config) through the pipeline's bounded reader: regular files
+/// only, at most 1 MiB.
 fn read_small(path: &Path) -> Result<String> {
-    const LIMIT: u64 = 1 << 20;
     let err = |reason: String| PipelineError::Config {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("not a regular file".into()));
-    }
-    if meta.len() > LIMIT {
-        return Err(err(format!(
-            "{} bytes; a config is at most {LIMIT}",
-            meta.len()
-        )));
-    }
-    std::fs::read_to_string(path).map_err(|e| err(e.to_string()))
+    let bytes = image::read_input_file(path, 1 << 20).map_err(|e| err(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| err(format!("not UTF-8 text: {e}")))
 }

@@ -1,7 +1,7 @@
 //! What one generation asks for: [`GenerationRequest`], and the scheduler names users type.
 
 use super::error::{PipelineError, Result};
-use super::image::{GrayImage, RgbImage};
+use super::image::{GenerationParameters, GrayImage, RgbImage};
 use sd_sched::{RngKind, Scheduler, SchedulerConfig};
 use std::str::FromStr;
 
@@ -105,19 +105,23 @@ impl std::fmt::Display for SchedulerKind {
 impl FromStr for SchedulerKind {
     type Err = PipelineError;
 
-    /// Command-line names, plus diffusers' class names and Apple's Python names
-    /// (`DPMSolverMultistep`, `EulerAncestralDiscrete`, …), case-insensitively.
+    /// Command-line names, plus diffusers' class names, Apple's Python names
+    /// (`DPMSolverMultistep`, `EulerAncestralDiscrete`, …) and AUTOMATIC1111's sampler names
+    /// (`DPM++ 2M Karras`, `Euler a`, `PLMS`), case-insensitively.
     fn from_str(s: &str) -> Result<Self> {
-        let k = s.trim().to_ascii_lowercase().replace('_', "-");
+        let k = s.trim().to_ascii_lowercase().replace(['_', ' '], "-");
         let kind = match k.as_str() {
             "pndm" | "plms" | "pndmscheduler" => SchedulerKind::Pndm,
             "ddim" | "ddimscheduler" => SchedulerKind::Ddim,
             "dpmpp"
             | "dpm++"
             | "dpmpp-2m"
+            | "dpm++-2m"
             | "dpmsolvermultistep"
             | "dpmsolvermultistepscheduler" => SchedulerKind::Dpmpp,
-            "dpmpp-karras" | "dpm++-karras" | "dpmpp-2m-karras" => SchedulerKind::DpmppKarras,
+            "dpmpp-karras" | "dpm++-karras" | "dpmpp-2m-karras" | "dpm++-2m-karras" => {
+                SchedulerKind::DpmppKarras
+            }
             "euler" | "eulerdiscrete" | "eulerdiscretescheduler" => SchedulerKind::Euler,
             "euler-a"
             | "euler-ancestral"
@@ -248,9 +252,48 @@ impl GenerationRequest {
     pub fn guided(&self) -> bool {
         self.guidance_scale > 1.0
     }
+
+    /// The AUTOMATIC1111 `parameters` of an image this request made at `width × height` with
+    /// the model called `model` ("" leaves it out); image-to-image adds the strength.
+    pub fn a1111_parameters(
+        &self,
+        width: usize,
+        height: usize,
+        model: &str,
+    ) -> GenerationParameters {
+        GenerationParameters {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps as u32,
+            sampler: self.scheduler.a1111_name().to_string(),
+            cfg_scale: self.guidance_scale,
+            seed: self.seed,
+            width,
+            height,
+            model_hash: None,
+            model: model.to_string(),
+            denoising_strength: self.image.as_ref().map(|_| self.strength),
+        }
+    }
 }
 
 /// Upper bounds that keep a request from running for days or exhausting memory.
 pub const MAX_STEPS: usize = 1000;
 /// The most images one request makes.
 pub const MAX_IMAGES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::SchedulerKind;
+
+    #[test]
+    fn every_name_parses_back_to_its_kind() {
+        for kind in SchedulerKind::ALL {
+            for name in [kind.cli_name(), kind.a1111_name()] {
+                assert_eq!(name.parse::<SchedulerKind>().unwrap(), kind, "{name}");
+                assert_eq!(name.to_uppercase().parse::<SchedulerKind>().unwrap(), kind);
+            }
+        }
+        assert!("DPM++ 3M".parse::<SchedulerKind>().is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! `sd serve`: loads the pipeline once and serves the page and the HTTP APIs until stopped.
+
+use anyhow::{Context, Result, bail};
+use sd_cli::server::{Engine, EngineOptions, Limits, ServeOptions, Server};
+use sd_runtime::RtBackend;
+use sd_runtime::pipeline::PipelineOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Arguments of `sd serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A folder of Core ML models (Apple's Swift `Resources/` or what `sd convert -o` writes).
+    #[arg(long, value_name = "DIR", conflicts_with = "model")]
+    resource_path: Option<PathBuf>,
+    /// A diffusers folder or single-file checkpoint, converted on first use into the cache.
+    #[arg(long, value_name = "DIR|FILE")]
+    model: Option<PathBuf>,
+    /// A folder with the CLIP tokenizer when the resource folder has none.
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
+    /// Where to listen. Anything but a loopback address lets other computers in (warned).
+    #[arg(long, default_value = "127.0.0.1:7860")]
+    bind: SocketAddr,
+    /// Where generated images are written (the only place the server writes).
+    #[arg(long, default_value = "outputs")]
+    output_path: PathBuf,
+    /// Keep images in memory only; write nothing.
+    #[arg(long)]
+    no_save: bool,
+    /// Do not run the safety checker.
+    #[arg(long)]
+    disable_safety: bool,
+    /// Where the models run: cpu, or cuda (needs `sd` built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = crate::run::Device::Cpu)]
+    device: crate::run::Device,
+    /// fp16 (the models' own precision, as Core ML) or fp32.
+    #[arg(long, default_value = "fp16")]
+    compute_precision: String,
+    /// The most denoising steps a request may ask for.
+    #[arg(long, default_value_t = Limits::default().max_steps)]
+    max_steps: usize,
+    /// The most images one request may make.
+    #[arg(long, default_value_t = Limits::default().max_images)]
+    max_images: usize,
+    /// The most jobs waiting behind the running one.
+    #[arg(long, default_value_t = Limits::default().max_queued)]
+    max_queued: usize,
+    /// Finished jobs whose results stay in memory (older ones are forgotten; their files stay).
+    #[arg(long, default_value_t = Limits::default().kept_jobs)]
+    kept_jobs: usize,
+    /// The largest request body, in MiB.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes >> 20)]
+    max_body_mib: usize,
+}
+
+/// Runs `sd serve`.
+pub fn run(a: Args) -> Result<()> {
+    let precision = crate::model_args::precision(&a.compute_precision)?;
+    if a.max_steps == 0 || a.max_steps > sd_runtime::pipeline::MAX_STEPS {
+        bail!(
+            "--max-steps must be 1 to {}",
+            sd_runtime::pipeline::MAX_STEPS
+        );
+    }
+    if a.max_images == 0 || a.max_images > sd_runtime::pipeline::MAX_IMAGES {
+        bail!(
+            "--max-images must be 1 to {}",
+            sd_runtime::pipeline::MAX_IMAGES
+        );
+    }
+    if a.max_body_mib == 0 || a.max_body_mib > 1024 {
+        bail!("--max-body-mib must be 1 to 1024");
+    }
+    let folder = crate::model_args::folder(a.resource_path.as_deref(), a.model.as_deref())?;
+    let limits = Limits {
+        max_steps: a.max_steps,
+        max_images: a.max_images,
+        max_queued: a.max_queued,
+        max_body_bytes: a.max_body_mib << 20,
+        kept_jobs: a.kept_jobs.max(1),
+        ..Limits::default()
+    };
+    let engine_options = EngineOptions {
+        model_name: crate::model_args::model_name(a.model.as_deref()),
+        output: (!a.no_save).then(|| a.output_path.clone()),
+        max_queued: limits.max_queued,
+        kept_jobs: limits.kept_jobs,
+    };
+    eprintln!("loading the models in {} …", folder.display());
+    let engine = match a.device {
+        crate::run::Device::Cpu => {
+            let mut o = PipelineOptions::new(precision, Default::default());
+            o.tokenizer = a.tokenizer.clone();
+            start::<sd_runtime::Cpu>(&folder, o, engine_options)?
+        }
+        #[cfg(feature = "cuda")]
+        crate::run::Device::Cuda => {
+            let mut o = PipelineOptions::new(precision, Default::default());
+            o.tokenizer = a.tokenizer.clone();
+            start::<sd_runtime::Cuda>(&folder, o, engine_options)?
+        }
+        #[cfg(not(feature = "cuda"))]
+        crate::run::Device::Cuda => bail!(
+            "this `sd` was built without CUDA support: rebuild it with `--features cuda` to use `--device cuda`"
+        ),
+    };
+    let info = engine.info().clone();
+    let options = ServeOptions {
+        bind: a.bind,
+        limits,
+        safety_check: !a.disable_safety,
+        saves_images: !a.no_save,
+    };
+    let server =
+        Server::start(engine, options).with_context(|| format!("listening on {}", a.bind))?;
+    let address = server.address();
+    if !address.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {address}, beyond this computer: anyone who can reach it can generate images and read the results"
+        );
+    }
+    eprintln!(
+        "{} ({}x{}) ready; images go to {}",
+        info.name,
+        info.width,
+        info.height,
+        if a.no_save {
+            "memory only".to_string()
+        } else {
+            a.output_path.display().to_string()
+        }
+    );
+    // The one line on stdout: scripts (and the tests) read the address from it.
+    println!("listening on http://{address}");
+    std::io::stdout().flush().ok();
+    server.wait();
+    Ok(())
+}
+
+fn start<B>(
+    folder: &std::path::Path,
+    options: PipelineOptions<B>,
+    engine_options: EngineOptions,
+) -> Result<Engine>
+where
+    B: RtBackend + 'static,
+    PipelineOptions<B>: Send,
+{
+    Engine::start::<B>(folder, options, engine_options)
+        .with_context(|| format!("starting the generation engine on {}", folder.display()))
+}

@@ -50,6 +50,10 @@ pub struct Args {
     /// Finished jobs whose results stay in memory (older ones are forgotten; their files stay).
     #[arg(long, default_value_t = Limits::default().kept_jobs)]
     kept_jobs: usize,
+    /// Stop when standard input reaches its end: for a supervisor or test that starts `sd serve`
+    /// as a child and wants it gone when it goes (it closes the pipe, even by dying).
+    #[arg(long)]
+    watch_stdin: bool,
     /// The largest request body, in MiB.
     #[arg(long, default_value_t = Limits::default().max_body_bytes >> 20)]
     max_body_mib: usize,
@@ -72,6 +76,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     if a.max_body_mib == 0 || a.max_body_mib > 1024 {
         bail!("--max-body-mib must be 1 to 1024");
+    }
+    if a.watch_stdin {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            eprintln!("standard input closed; stopping");
+            std::process::exit(0);
+        });
     }
     let folder = crate::model_args::folder(a.resource_path.as_deref(), a.model.as_deref())?;
     let limits = Limits {

@@ -29,6 +29,9 @@ pub fn resources() -> &'static Path {
 
 pub struct ServerProcess {
     pub child: Child,
+    /// Held open: when this process ends (a static is never dropped) the pipe closes and the
+    /// server, started with `--watch-stdin`, stops.
+    _stdin: std::process::ChildStdin,
     pub url: String,
     pub output: PathBuf,
 }
@@ -44,13 +47,15 @@ impl ServerProcess {
             .arg("serve")
             .arg("--resource-path")
             .arg(resources())
-            .args(["--bind", "127.0.0.1:0", "--output-path"])
+            .args(["--watch-stdin", "--bind", "127.0.0.1:0", "--output-path"])
             .arg(&output)
             .args(extra)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("sd serve starts");
+        let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -59,7 +64,12 @@ impl ServerProcess {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("sd serve printed `{line}`"))
             .to_string();
-        ServerProcess { child, url, output }
+        ServerProcess {
+            child,
+            _stdin: stdin,
+            url,
+            output,
+        }
     }
 
     /// The server's resident memory in KiB.

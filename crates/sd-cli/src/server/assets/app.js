@@ -15,7 +15,8 @@ async function errorMessage(response) {
   try {
     const body = await response.json();
     if (body && body.error) {
-      return body.error.param ? `${body.error.param}: ${body.error.message}` : body.error.message;
+      const { param, message } = body.error;
+      return param && !message.startsWith(param) ? `${param}: ${message}` : message;
     }
   } catch (_) { /* not JSON */ }
   return `${response.status} ${response.statusText}`;

@@ -54,6 +54,12 @@ pub fn text(field: &str, value: &str, limits: &Limits) -> Result<String, ApiErro
             ),
         ));
     }
+    if value.contains('\0') {
+        return Err(ApiError::bad(
+            field,
+            format!("{field} contains a NUL character"),
+        ));
+    }
     Ok(value.to_string())
 }
 

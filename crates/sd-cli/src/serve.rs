@@ -74,6 +74,9 @@ pub fn run(a: Args) -> Result<()> {
             sd_runtime::pipeline::MAX_IMAGES
         );
     }
+    if a.max_queued == 0 {
+        bail!("--max-queued must be at least 1");
+    }
     if a.max_body_mib == 0 || a.max_body_mib > 1024 {
         bail!("--max-body-mib must be 1 to 1024");
     }

@@ -159,6 +159,10 @@ fn health_info_and_the_openapi_description_cover_every_route() {
         get("/sdapi/v1/sd-models").json()[0]["model_name"],
         "sd1-tiny"
     );
+    assert_eq!(
+        get("/sdapi/v1/options").json()["sd_model_checkpoint"],
+        "sd1-tiny"
+    );
     let p = get("/sdapi/v1/progress").json();
     assert!(
         p["progress"].is_number() && p["state"]["job_count"].is_number(),
@@ -180,7 +184,7 @@ fn health_info_and_the_openapi_description_cover_every_route() {
     let doc = get("/openapi.json").json();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 18, "{}", paths.len());
+    assert!(paths.len() >= 19, "{}", paths.len());
     let unknown = "00000000-0000-4000-8000-000000000000";
     for (path, item) in paths {
         let concrete = path.replace("{id}", unknown).replace("{index}", "0");
@@ -247,7 +251,7 @@ fn native_jobs_stream_progress_and_give_pngs_with_parameters() {
     let disposition = r.headers["content-disposition"].to_str().unwrap();
     assert_eq!(
         disposition,
-        "attachment; filename=\"a_lighthouse_at_dusk.1234.final.png\""
+        "attachment; filename=\"a_lighthouse_at_dusk.1234.final.png\"; filename*=UTF-8''a_lighthouse_at_dusk.1234.final.png"
     );
     let params = png_parameters(&r.bytes);
     assert_eq!(
@@ -685,6 +689,24 @@ fn bad_input_gets_a_4xx_with_a_clear_json_message() {
             assert_eq!(e["param"], p, "{path} {body}: {e}");
         }
     }
+    // An image wider than the limit is refused from its header, before decoding.
+    let wide = RgbImage {
+        width: 5000,
+        height: 1,
+        data: vec![0; 5000 * 3],
+    };
+    let r = post(
+        "/sdapi/v1/img2img",
+        &json!({"prompt": "x", "init_images": [B64.encode(encode_png(&wide, &[]).unwrap())]}),
+    );
+    let e = error_of(&r, 400);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4096 pixels a side"),
+        "{e}"
+    );
     // Not JSON, no JSON content type, the wrong method, an unknown route and job.
     let e = error_of(
         &post_raw(
@@ -771,6 +793,28 @@ fn huge_bodies_and_foreign_hosts_are_refused() {
     let head = "POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     let (status, text) = raw_exchange(head, &body);
     assert!(status == 413 || status == 0, "{text}");
+    // A page of another site may not change anything (cross-site request forgery), by Origin
+    // or by Fetch metadata; a request naming no host is not served on loopback.
+    for extra in [
+        "Origin: https://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let head = format!(
+            "POST /api/v1/jobs/00000000-0000-4000-8000-000000000000/cancel HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw_exchange(&head, b"");
+        assert_eq!(status, 403, "{extra}: {text}");
+        assert!(text.contains("\"error\""), "{text}");
+    }
+    let port = server().url.rsplit(':').next().unwrap().to_string();
+    let head = format!(
+        "POST /api/v1/jobs/00000000-0000-4000-8000-000000000000/cancel HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw_exchange(&head, b"");
+    assert_eq!(status, 404, "its own page may (the job is unknown): {text}");
+    let (status, text) = raw_exchange("GET /health HTTP/1.0\r\n\r\n", b"");
+    assert_eq!(status, 403, "{text}");
     // A page elsewhere that resolves its name to 127.0.0.1 (DNS rebinding) is not served.
     let (status, text) = raw_exchange(
         "GET /api/v1/jobs HTTP/1.1\r\nHost: evil.example:7860\r\nConnection: close\r\n\r\n",
@@ -958,5 +1002,34 @@ fn a_bounded_load_shows_no_error_and_no_memory_growth() {
     assert!(
         growth < 16 * 1024,
         "RSS grew {growth} KiB ({before} -> {after})"
+    );
+}
+
+#[test]
+fn a_unicode_prompt_is_saved_and_downloaded_under_its_name() {
+    let prompt = "雪の中の赤い狐".repeat(11);
+    let job = submit(json!({"prompt": prompt, "steps": 1, "seed": 77}));
+    let id = job["id"].as_str().unwrap();
+    let done = events(id).pop().unwrap();
+    assert_eq!(done.0, "done", "{:?}", done.1);
+    assert_eq!(done.1["images"][0]["saved"], true, "{}", done.1);
+    let url = done.1["images"][0]["url"].as_str().unwrap();
+    let r = get(&format!("{url}?download=1"));
+    let disposition = r.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.contains("filename*=UTF-8''%E9%9B%AA"),
+        "{disposition}"
+    );
+    assert!(png_parameters(&r.bytes).starts_with(&prompt));
+    let saved: Vec<_> = std::fs::read_dir(&server().output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".77.final.png"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(
+        saved[0].len() <= 255 && saved[0].contains('雪'),
+        "{}",
+        saved[0]
     );
 }

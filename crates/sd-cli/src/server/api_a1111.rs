@@ -49,7 +49,13 @@ impl A1111Request {
         let mut warnings = Vec::new();
         let mut r = GenerationRequest::new(params::text("prompt", &self.prompt, l)?);
         r.negative_prompt = params::text("negative_prompt", &self.negative_prompt, l)?;
-        r.steps = params::int_in("steps", self.steps.unwrap_or(50), 1, l.max_steps as i64)?;
+        let default_steps = 50.min(l.max_steps) as i64;
+        r.steps = params::int_in(
+            "steps",
+            self.steps.unwrap_or(default_steps),
+            1,
+            l.max_steps as i64,
+        )?;
         r.guidance_scale =
             params::float_in("cfg_scale", self.cfg_scale.unwrap_or(7.0), 0.0, 100.0)?;
         r.seed = params::seed("seed", self.seed)?;
@@ -148,7 +154,22 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
         ));
     }
     let req: A1111Request = from_value(&body)?;
-    let spec = req.to_spec(&app.ctx, app.safety, img2img)?;
+    // Decoding and resizing images is blocking work: off the async threads.
+    let (ctx, safety) = (app.ctx.clone(), app.safety);
+    let (req, spec) = tokio::task::spawn_blocking(move || {
+        let spec = req.to_spec(&ctx, safety, img2img);
+        (req, spec)
+    })
+    .await
+    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let spec = spec?;
+    // The echo leaves the uploaded images out (as A1111 without `include_init_images`).
+    let mut body = body;
+    for key in ["init_images", "mask"] {
+        if let Some(v) = body.get_mut(key) {
+            *v = Value::Null;
+        }
+    }
     let job = app.engine.submit(spec)?;
     // A caller that hangs up cancels its job at the next step.
     let guard = CancelOnDrop::new(&app.engine, &job);
@@ -166,7 +187,8 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
             } else {
                 Vec::new()
             };
-            let info = info_text(&job, &out, &app.ctx.model.name);
+            let batch = req.batch_size.unwrap_or(1).max(1) as usize;
+            let info = info_text(&job, &out, &app.ctx.model.name, batch);
             Ok(Json(
                 json!({ "images": images, "parameters": body, "info": info }),
             ))
@@ -187,7 +209,7 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
 }
 
 /// A1111's `info`: a JSON object in a string.
-fn info_text(job: &Job, out: &super::job::JobOutput, model: &str) -> String {
+fn info_text(job: &Job, out: &super::job::JobOutput, model: &str, batch_size: usize) -> String {
     let first = &job.spec.runs[0];
     let seeds: Vec<u64> = out
         .images
@@ -220,7 +242,8 @@ fn info_text(job: &Job, out: &super::job::JobOutput, model: &str) -> String {
         "sampler_name": first.scheduler.a1111_name(),
         "cfg_scale": first.guidance_scale,
         "steps": first.steps,
-        "batch_size": job.spec.runs.len(),
+        "batch_size": batch_size,
+        "n_iter": job.spec.runs.len() / batch_size.max(1),
         "denoising_strength": first.image.as_ref().map(|_| first.strength),
         "sd_model_name": model,
         "infotexts": infotexts,
@@ -238,6 +261,16 @@ pub async fn samplers() -> Json<Value> {
         .map(|k| json!({ "name": k.a1111_name(), "aliases": [k.cli_name()], "options": {} }))
         .collect();
     Json(Value::Array(list))
+}
+
+/// `GET /sdapi/v1/options`: the settings clients read first (the loaded model, the format).
+pub async fn options(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "sd_model_checkpoint": app.ctx.model.name,
+        "samples_format": "png",
+        "save_images": app.saves,
+        "enable_pnginfo": true,
+    }))
 }
 
 /// `GET /sdapi/v1/sd-models`: the one model this server loaded.

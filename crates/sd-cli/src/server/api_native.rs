@@ -53,7 +53,13 @@ impl NativeRequest {
         let mut warnings = Vec::new();
         let mut r = GenerationRequest::new(params::text("prompt", &self.prompt, l)?);
         r.negative_prompt = params::text("negative_prompt", &self.negative_prompt, l)?;
-        r.steps = params::int_in("steps", self.steps.unwrap_or(20), 1, l.max_steps as i64)?;
+        let default_steps = 20.min(l.max_steps) as i64;
+        r.steps = params::int_in(
+            "steps",
+            self.steps.unwrap_or(default_steps),
+            1,
+            l.max_steps as i64,
+        )?;
         r.guidance_scale = params::float_in(
             "guidance_scale",
             self.guidance_scale.unwrap_or(7.5),
@@ -114,7 +120,11 @@ pub async fn submit(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<NativeRequest>,
 ) -> Result<Response, ApiError> {
-    let spec = req.to_spec(&app.ctx, app.safety)?;
+    // Decoding and resizing images is blocking work: off the async threads.
+    let (ctx, safety) = (app.ctx.clone(), app.safety);
+    let spec = tokio::task::spawn_blocking(move || req.to_spec(&ctx, safety))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let job = app.engine.submit(spec)?;
     let body = job_view(&job, false);
     Ok((
@@ -255,12 +265,36 @@ pub async fn image(
             (header::CONTENT_TYPE, "image/png".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("{disposition}; filename=\"{}\"", image.file_name),
+                content_disposition(disposition, &image.file_name),
             ),
         ],
         png.clone(),
     )
         .into_response())
+}
+
+/// `Content-Disposition` for `name`: an ASCII fallback (quotes, backslashes and non-ASCII made
+/// `_`) and the exact name as RFC 5987 `filename*`.
+fn content_disposition(kind: &str, name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// `GET /api/v1/info`: what the page needs to build its form.

@@ -70,7 +70,7 @@ pub async fn generations(
     let (w, h) = parse_size(req.size.as_deref().unwrap_or("auto"))?;
     params::size("size", w, h, &ctx.model)?;
     let mut r = GenerationRequest::new(params::text("prompt", &req.prompt, l)?);
-    r.steps = params::int_in("steps", 20, 1, l.max_steps as i64)?;
+    r.steps = 20.min(l.max_steps);
     r.seed = params::random_seed();
     r.safety_check = app.safety;
     let n = params::int_in("n", req.n.unwrap_or(1), 1, l.max_images as i64)?;

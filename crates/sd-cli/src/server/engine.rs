@@ -60,7 +60,7 @@ pub enum EngineError {
 }
 
 /// Settings of an [`Engine`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// The name written into PNG metadata (default: the folder's).
     pub model_name: Option<String>,
@@ -70,6 +70,18 @@ pub struct EngineOptions {
     pub max_queued: usize,
     /// Finished jobs kept in memory.
     pub kept_jobs: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let limits = super::Limits::default();
+        EngineOptions {
+            model_name: None,
+            output: None,
+            max_queued: limits.max_queued,
+            kept_jobs: limits.kept_jobs,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -145,7 +157,7 @@ impl Engine {
                 ..Table::default()
             }),
             wake: Condvar::new(),
-            max_queued: options.max_queued,
+            max_queued: options.max_queued.max(1),
             kept_jobs: options.kept_jobs.max(1),
         });
         let output = match &options.output {
@@ -359,6 +371,13 @@ fn run_job<B: RtBackend>(
     let started = Instant::now();
     *job.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
     let runs = &job.spec.runs;
+    // Running from the moment it is taken (text encoding and image encoding come first).
+    job.set_phase(Phase::Running(Running {
+        step: 0,
+        total: runs.iter().map(|r| r.steps).sum(),
+        it_per_s: 0.0,
+        preview: None,
+    }));
     let mut images = Vec::new();
     let mut warnings = job.spec.warnings.clone();
     let mut done_steps = 0usize;
@@ -430,11 +449,10 @@ fn run_job<B: RtBackend>(
                 (Some(bytes), Some(out), true) => match out.save(job.number, &file_name, bytes) {
                     Ok(path) => Some(path),
                     Err(e) => {
-                        return Phase::Failed(JobFailure {
-                            status: 500,
-                            message: e.to_string(),
-                            field: None,
-                        });
+                        // The image is still served from memory; the caller is told.
+                        tracing::warn!(error = %e, "saving an image failed");
+                        warnings.push(format!("image {index} was not saved: {e}"));
+                        None
                     }
                 },
                 _ => None,

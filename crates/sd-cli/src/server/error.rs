@@ -65,7 +65,7 @@ impl ApiError {
                 "message": self.message,
                 "type": self.kind(),
                 "param": self.param,
-                "code": self.status.as_u16(),
+                "code": null,
             }
         })
     }

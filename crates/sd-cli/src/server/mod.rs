@@ -15,7 +15,7 @@
 //! let engine = Engine::start::<sd_runtime::Cpu>(
 //!     "Resources".as_ref(),
 //!     PipelineOptions::new(Precision::Program, Default::default()),
-//!     EngineOptions { max_queued: 16, kept_jobs: 32, ..Default::default() },
+//!     EngineOptions::default(),
 //! )?;
 //! let server = Server::start(engine, ServeOptions::default())?;
 //! println!("http://{}", server.address());

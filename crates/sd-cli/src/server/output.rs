@@ -55,7 +55,7 @@ impl OutputFolder {
     /// name is taken) and returns the path. `file_name` is one path component (Apple's names
     /// are built from safe characters); anything else is refused.
     pub fn save(&self, number: u64, file_name: &str, bytes: &[u8]) -> Result<PathBuf, OutputError> {
-        let name = format!("{number:05}-{file_name}");
+        let name = fit_name(&format!("{number:05}-{file_name}"));
         let single = Path::new(&name)
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)))
@@ -82,5 +82,42 @@ impl OutputFolder {
             detail: e.to_string(),
         })?;
         Ok(path)
+    }
+}
+
+/// File names are at most 255 bytes on the usual file systems; room is kept for a `-N` suffix.
+const MAX_NAME_BYTES: usize = 255 - 8;
+
+/// `name` shortened to [`MAX_NAME_BYTES`] when needed, cutting the middle (the prompt) at a
+/// character boundary and keeping the start (the number) and the end (seed, step, extension).
+fn fit_name(name: &str) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name.to_string();
+    }
+    let tail_start = (name.len() - 48..name.len())
+        .find(|&i| name.is_char_boundary(i))
+        .unwrap_or(name.len());
+    let budget = MAX_NAME_BYTES - (name.len() - tail_start);
+    let head_end = (0..=budget)
+        .rev()
+        .find(|&i| name.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}{}", &name[..head_end], &name[tail_start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_NAME_BYTES, fit_name};
+
+    #[test]
+    fn long_names_keep_their_number_and_ending() {
+        let long = format!("00001-{}.93.final.png", "雪".repeat(80));
+        let fitted = fit_name(&long);
+        assert!(fitted.len() <= MAX_NAME_BYTES, "{}", fitted.len());
+        assert!(
+            fitted.starts_with("00001-雪") && fitted.ends_with("雪.93.final.png"),
+            "{fitted}"
+        );
+        assert_eq!(fit_name("00002-a.1.final.png"), "00002-a.1.final.png");
     }
 }

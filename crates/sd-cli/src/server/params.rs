@@ -7,7 +7,7 @@ use super::job::JobSpec;
 use super::limits::Limits;
 use base64::Engine as _;
 use sd_runtime::pipeline::image::resample::{Filter, resize};
-use sd_runtime::pipeline::image::{GrayImage, RgbImage, decode_image};
+use sd_runtime::pipeline::image::{GrayImage, RgbImage, decode_image_within};
 use sd_runtime::pipeline::{GenerationRequest, SchedulerKind};
 use std::hash::{BuildHasher, Hasher};
 
@@ -203,18 +203,8 @@ fn decoded(
     ctx: &Context,
 ) -> Result<sd_runtime::pipeline::image::LoadedImage, ApiError> {
     let bytes = base64_bytes(field, value)?;
-    let loaded = decode_image(&bytes, field).map_err(|e| ApiError::bad(field, e.to_string()))?;
-    let side = ctx.limits.max_image_side;
-    if loaded.rgb.width > side || loaded.rgb.height > side {
-        return Err(ApiError::bad(
-            field,
-            format!(
-                "{field} is {}x{}; images up to {side} pixels a side are accepted",
-                loaded.rgb.width, loaded.rgb.height
-            ),
-        ));
-    }
-    Ok(loaded)
+    decode_image_within(&bytes, field, ctx.limits.max_image_side)
+        .map_err(|e| ApiError::bad(field, e.to_string()))
 }
 
 /// The request needs the VAE encoder for a starting image.

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sdapi/v1/img2img", post(api_a1111::img2img))
         .route("/sdapi/v1/samplers", get(api_a1111::samplers))
         .route("/sdapi/v1/sd-models", get(api_a1111::sd_models))
+        .route("/sdapi/v1/options", get(api_a1111::options))
         .route("/sdapi/v1/progress", get(api_a1111::progress))
         .route("/sdapi/v1/interrupt", post(api_a1111::interrupt))
         .route("/v1/images/generations", post(api_openai::generations))
@@ -108,21 +109,12 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
-/// Refuses a foreign `Host` on a loopback server (DNS rebinding) and a declared body over the
-/// limit (before reading it), and adds the security headers.
+/// Refuses a foreign or missing `Host` on a loopback server (DNS rebinding), a state-changing
+/// request from another site (cross-site request forgery), and a declared body over the limit
+/// (before reading it); adds the security headers.
 async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if app.loopback_only
-        && let Some(host) = req.headers().get(header::HOST)
-        && !is_loopback_host(host)
-    {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this server answers only to localhost; the request named host `{}`",
-                host.to_str().unwrap_or("?")
-            ),
-        )
-        .into_response();
+    if let Err(e) = check_origin(&req, app.loopback_only) {
+        return e.into_response();
     }
     let limit = app.ctx.limits.max_body_bytes;
     let declared = req
@@ -151,6 +143,53 @@ async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Respons
         HeaderValue::from_static("no-referrer"),
     );
     res
+}
+
+fn check_origin(req: &Request, loopback_only: bool) -> Result<(), ApiError> {
+    let forbid = |m: String| Err(ApiError::new(StatusCode::FORBIDDEN, m));
+    let host = req.headers().get(header::HOST);
+    if loopback_only {
+        match host {
+            None => {
+                return forbid(
+                    "this server answers only to localhost; the request named no host".into(),
+                );
+            }
+            Some(h) if !is_loopback_host(h) => {
+                return forbid(format!(
+                    "this server answers only to localhost; the request named host `{}`",
+                    h.to_str().unwrap_or("?")
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    if safe {
+        return Ok(());
+    }
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return forbid(
+            "a page of another site may not send requests that change this server".into(),
+        );
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+        let same = host
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.eq_ignore_ascii_case(authority));
+        if !same {
+            return forbid(format!(
+                "requests that change this server must come from its own page; this one came from `{origin}`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_loopback_host(host: &HeaderValue) -> bool {

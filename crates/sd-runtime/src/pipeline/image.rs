@@ -82,7 +82,8 @@ pub use convert::{
     safety_checker_images,
 };
 pub use load::{
-    LoadedImage, MAX_INPUT_BYTES, decode_image, load_image, load_mask, read_input_file,
+    LoadedImage, MAX_INPUT_BYTES, decode_image, decode_image_within, load_image, load_mask,
+    read_input_file,
 };
 pub use naming::{MAX_FILE_NAME_BYTES, OutputFileName, PROMPT_CHAR_LIMIT};
 pub use params::GenerationParameters;

@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 let current = null; // { id, source: EventSource }
 let eventCount = 0;
+let strengthTouched = false;
 
 function showError(message) {
   const box = $("error");
@@ -69,11 +70,12 @@ async function buildRequest() {
     preview_every: number("preview_every"),
   };
   const image = $("image").files[0];
+  const mask = $("mask").files[0];
   if (image) {
     request.image = await readAsDataUrl(image);
-    request.strength = number("strength");
+    // With a mask the server repaints from noise (strength 1) unless the user set one.
+    if (!mask || strengthTouched) request.strength = number("strength");
   }
-  const mask = $("mask").files[0];
   if (mask) {
     request.mask = await readAsDataUrl(mask);
   }
@@ -121,7 +123,7 @@ function follow(job) {
     finish();
     $("progress").value = $("progress").max;
     setStatus(`Done: ${j.images.length} image(s) in ${j.seconds.toFixed(2)} s.`);
-    for (const w of j.warnings || []) showError(`warning: ${w}`);
+    showError((j.warnings || []).map((w) => `warning: ${w}`).join("\n"));
     showResults(j);
   });
   source.addEventListener("failed", (e) => {
@@ -206,6 +208,7 @@ async function cancel() {
 document.addEventListener("DOMContentLoaded", () => {
   $("form").addEventListener("submit", generate);
   $("cancel").addEventListener("click", cancel);
+  $("strength").addEventListener("input", () => { strengthTouched = true; });
   $("random-seed").addEventListener("click", () => {
     $("seed").value = String(Math.floor(Math.random() * 4294967296));
   });

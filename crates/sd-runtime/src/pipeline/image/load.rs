@@ -207,6 +207,12 @@ fn sniff(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
 /// `RGB` clamps values above 255 to 255); JPEG is decoded by `zune-jpeg`, whose IDCT and chroma
 /// upsampling can differ from libjpeg-turbo's by a level or so.
 pub fn decode_image(bytes: &[u8], what: &str) -> Result<LoadedImage> {
+    decode_image_within(bytes, what, MAX_DIMENSION as usize)
+}
+
+/// [`decode_image`], refusing from the header alone (before any pixel is decoded) an image
+/// wider or taller than `max_side` pixels — for untrusted uploads.
+pub fn decode_image_within(bytes: &[u8], what: &str, max_side: usize) -> Result<LoadedImage> {
     let format = sniff(bytes).map_err(|detail| ImageError::UnsupportedFormat {
         what: what.to_string(),
         detail,
@@ -228,6 +234,14 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<LoadedImage> {
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    if w as usize > max_side || h as usize > max_side {
+        return Err(ImageError::Decode {
+            what: what.to_string(),
+            format: format_name,
+            detail: format!("the image is {w}x{h}; at most {max_side} pixels a side are accepted"),
+        });
+    }
     let orientation = decoder.orientation().map_err(decode_err)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     image.apply_orientation(orientation);

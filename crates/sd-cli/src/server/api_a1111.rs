@@ -9,7 +9,7 @@ use super::router::{AppState, CancelOnDrop};
 use axum::Json;
 use axum::extract::{Query, State};
 use base64::Engine as _;
-use sd_runtime::pipeline::{GenerationRequest, SchedulerKind};
+use sd_runtime::pipeline::SchedulerKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,15 +47,8 @@ impl A1111Request {
     ) -> Result<super::job::JobSpec, ApiError> {
         let l = &ctx.limits;
         let mut warnings = Vec::new();
-        let mut r = GenerationRequest::new(params::text("prompt", &self.prompt, l)?);
-        r.negative_prompt = params::text("negative_prompt", &self.negative_prompt, l)?;
-        let default_steps = 50.min(l.max_steps) as i64;
-        r.steps = params::int_in(
-            "steps",
-            self.steps.unwrap_or(default_steps),
-            1,
-            l.max_steps as i64,
-        )?;
+        let mut r = params::prompted(&self.prompt, &self.negative_prompt, l)?;
+        r.steps = params::steps(self.steps, 50, l)?;
         r.guidance_scale =
             params::float_in("cfg_scale", self.cfg_scale.unwrap_or(7.0), 0.0, 100.0)?;
         r.seed = params::seed("seed", self.seed)?;

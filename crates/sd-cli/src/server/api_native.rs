@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use sd_runtime::pipeline::{GenerationRequest, SafetyVerdict, SchedulerKind, parse_rng};
+use sd_runtime::pipeline::{SafetyVerdict, SchedulerKind, parse_rng};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -51,15 +51,8 @@ impl NativeRequest {
     pub fn to_spec(&self, ctx: &Context, safety: bool) -> Result<super::job::JobSpec, ApiError> {
         let l = &ctx.limits;
         let mut warnings = Vec::new();
-        let mut r = GenerationRequest::new(params::text("prompt", &self.prompt, l)?);
-        r.negative_prompt = params::text("negative_prompt", &self.negative_prompt, l)?;
-        let default_steps = 20.min(l.max_steps) as i64;
-        r.steps = params::int_in(
-            "steps",
-            self.steps.unwrap_or(default_steps),
-            1,
-            l.max_steps as i64,
-        )?;
+        let mut r = params::prompted(&self.prompt, &self.negative_prompt, l)?;
+        r.steps = params::steps(self.steps, 20, l)?;
         r.guidance_scale = params::float_in(
             "guidance_scale",
             self.guidance_scale.unwrap_or(7.5),

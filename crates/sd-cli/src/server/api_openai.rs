@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
-use sd_runtime::pipeline::GenerationRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -69,8 +68,8 @@ pub async fn generations(
     }
     let (w, h) = parse_size(req.size.as_deref().unwrap_or("auto"))?;
     params::size("size", w, h, &ctx.model)?;
-    let mut r = GenerationRequest::new(params::text("prompt", &req.prompt, l)?);
-    r.steps = 20.min(l.max_steps);
+    let mut r = params::prompted(&req.prompt, "", l)?;
+    r.steps = params::steps(None, 20, l)?;
     r.seed = params::random_seed();
     r.safety_check = app.safety;
     let n = params::int_in("n", req.n.unwrap_or(1), 1, l.max_images as i64)?;

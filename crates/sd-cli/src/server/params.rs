@@ -63,6 +63,28 @@ pub fn text(field: &str, value: &str, limits: &Limits) -> Result<String, ApiErro
     Ok(value.to_string())
 }
 
+/// A request with its prompt and negative prompt checked.
+pub fn prompted(
+    prompt: &str,
+    negative: &str,
+    limits: &Limits,
+) -> Result<GenerationRequest, ApiError> {
+    let mut r = GenerationRequest::new(text("prompt", prompt, limits)?);
+    r.negative_prompt = text("negative_prompt", negative, limits)?;
+    Ok(r)
+}
+
+/// `steps`: absent gives the API's `default` (held to the limit), else 1 ..= the limit.
+pub fn steps(value: Option<i64>, default: usize, limits: &Limits) -> Result<usize, ApiError> {
+    let default = default.min(limits.max_steps) as i64;
+    int_in(
+        "steps",
+        value.unwrap_or(default),
+        1,
+        limits.max_steps as i64,
+    )
+}
+
 /// A seed: absent or −1 draws a random one; otherwise 0 ..= 2³² − 1 (Apple's `UInt32`, and
 /// what NumPy's `RandomState` takes).
 pub fn seed(field: &str, value: Option<i64>) -> Result<u64, ApiError> {

@@ -899,7 +899,7 @@ fn cancelled_queued_and_abandoned_jobs_stop() {
     assert!(v["step"].as_u64().unwrap() < 900, "{v}");
     let evs = events(&id);
     assert_eq!(evs.last().unwrap().0, "cancelled");
-    error_of(&get(&format!("/api/v1/jobs/{id}/images/0")), 409);
+    error_of(&get(&format!("/api/v1/jobs/{id}/images/0")), 404);
 
     // A synchronous caller that hangs up: its job is cancelled.
     let addr = server().url.trim_start_matches("http://").to_string();
@@ -1032,4 +1032,30 @@ fn a_unicode_prompt_is_saved_and_downloaded_under_its_name() {
         "{}",
         saved[0]
     );
+}
+
+#[test]
+fn an_interrupt_returns_the_images_already_made() {
+    // Two generations of 12 steps; interrupted in the second, the first image comes back.
+    let t = std::thread::spawn(|| {
+        post(
+            "/sdapi/v1/txt2img",
+            &json!({"prompt": "two of them", "steps": 12, "seed": 40, "batch_size": 2}),
+        )
+    });
+    wait_for(Duration::from_secs(600), || {
+        let p = get("/sdapi/v1/progress").json();
+        let mine = p["state"]["sampling_steps"] == 24;
+        (mine && p["state"]["sampling_step"].as_u64() >= Some(14)).then_some(())
+    })
+    .expect("the second generation runs");
+    assert_eq!(post("/sdapi/v1/interrupt", &json!({})).status, 200);
+    let v = t.join().unwrap().json();
+    let images = v["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{}", v["info"]);
+    let info: Value = serde_json::from_str(v["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["interrupted"], true);
+    assert_eq!(info["all_seeds"], json!([40]));
+    let png = B64.decode(images[0].as_str().unwrap()).unwrap();
+    assert!(png_parameters(&png).contains("Seed: 40"));
 }

@@ -169,8 +169,9 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
     let phase = job.finished().await;
     guard.disarm();
     let send_images = req.send_images.unwrap_or(true);
+    let interrupted = matches!(phase, Phase::Cancelled { .. });
     match phase {
-        Phase::Done(out) => {
+        Phase::Done(out) | Phase::Cancelled { output: out, .. } => {
             let b64 = base64::engine::general_purpose::STANDARD;
             let images: Vec<String> = if send_images {
                 out.images
@@ -181,16 +182,9 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
                 Vec::new()
             };
             let batch = req.batch_size.unwrap_or(1).max(1) as usize;
-            let info = info_text(&job, &out, &app.ctx.model.name, batch);
+            let info = info_text(&job, &out, &app.ctx.model.name, batch, interrupted);
             Ok(Json(
                 json!({ "images": images, "parameters": body, "info": info }),
-            ))
-        }
-        Phase::Cancelled { step } => {
-            let info =
-                json!({ "interrupted": true, "steps_done": step, "job": job.id.to_string() });
-            Ok(Json(
-                json!({ "images": [], "parameters": body, "info": info.to_string() }),
             ))
         }
         Phase::Failed(f) => Err(ApiError::from(&f)),
@@ -202,7 +196,13 @@ async fn generate(app: AppState, body: Value, img2img: bool) -> Result<Json<Valu
 }
 
 /// A1111's `info`: a JSON object in a string.
-fn info_text(job: &Job, out: &super::job::JobOutput, model: &str, batch_size: usize) -> String {
+fn info_text(
+    job: &Job,
+    out: &super::job::JobOutput,
+    model: &str,
+    batch_size: usize,
+    interrupted: bool,
+) -> String {
     let first = &job.spec.runs[0];
     let seeds: Vec<u64> = out
         .images
@@ -243,6 +243,7 @@ fn info_text(job: &Job, out: &super::job::JobOutput, model: &str, batch_size: us
         "safety_flagged": flagged,
         "warnings": out.warnings,
         "job": job.id.to_string(),
+        "interrupted": interrupted,
     })
     .to_string()
 }

@@ -224,10 +224,11 @@ pub async fn image(
     Query(q): Query<ImageQuery>,
 ) -> Result<Response, ApiError> {
     let job = find(&app, &id)?;
-    let Phase::Done(out) = job.phase() else {
+    let phase = job.phase();
+    let Some(out) = phase.output() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("job {id} is {} and has no images yet", job.phase().name()),
+            format!("job {id} is {} and has no images yet", phase.name()),
         ));
     };
     let i: usize = index
@@ -380,32 +381,38 @@ pub fn job_view(job: &Job, with_preview: bool) -> Value {
                 v["preview_step"] = json!(p.step);
             }
         }
-        Phase::Done(out) => {
-            let images: Vec<Value> = out
-                .images
-                .iter()
-                .map(|im| {
-                    json!({
-                        "index": im.index,
-                        "seed": im.seed,
-                        "safety": safety_name(im.safety),
-                        "file_name": im.file_name,
-                        "parameters": im.parameters,
-                        "url": im.png.as_ref().map(|_| format!("/api/v1/jobs/{}/images/{}", job.id, im.index)),
-                        "saved": im.saved_to.is_some(),
-                    })
-                })
-                .collect();
-            v["images"] = json!(images);
-            v["width"] = json!(out.width);
-            v["height"] = json!(out.height);
-            v["seconds"] = json!(out.seconds);
-            v["warnings"] = json!(out.warnings);
-        }
+        Phase::Done(out) => output_view(job, out, &mut v),
         Phase::Failed(f) => {
             v["error"] = ApiError::from(f).body()["error"].clone();
         }
-        Phase::Cancelled { step } => v["step"] = json!(step),
+        Phase::Cancelled { step, output } => {
+            v["step"] = json!(step);
+            output_view(job, output, &mut v);
+        }
     }
     v
+}
+
+/// The images (and size, time, warnings) of a finished or cancelled job, added to its view.
+fn output_view(job: &Job, out: &super::job::JobOutput, v: &mut Value) {
+    let images: Vec<Value> = out
+        .images
+        .iter()
+        .map(|im| {
+            json!({
+                "index": im.index,
+                "seed": im.seed,
+                "safety": safety_name(im.safety),
+                "file_name": im.file_name,
+                "parameters": im.parameters,
+                "url": im.png.as_ref().map(|_| format!("/api/v1/jobs/{}/images/{}", job.id, im.index)),
+                "saved": im.saved_to.is_some(),
+            })
+        })
+        .collect();
+    v["images"] = json!(images);
+    v["width"] = json!(out.width);
+    v["height"] = json!(out.height);
+    v["seconds"] = json!(out.seconds);
+    v["warnings"] = json!(out.warnings);
 }

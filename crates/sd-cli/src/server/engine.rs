@@ -259,7 +259,10 @@ impl Engine {
         job.request_cancel();
         if let Some(at) = t.queue.iter().position(|j| j.id == *id) {
             t.queue.remove(at);
-            job.set_phase(Phase::Cancelled { step: 0 });
+            job.set_phase(Phase::Cancelled {
+                step: 0,
+                output: Arc::new(JobOutput::empty()),
+            });
             finish(&mut t, &job, self.shared.kept_jobs);
             renumber(&t.queue);
         }
@@ -384,7 +387,11 @@ fn run_job<B: RtBackend>(
     let (mut width, mut height) = (0, 0);
     for (run_index, request) in runs.iter().enumerate() {
         if job.cancel_requested() {
-            return Phase::Cancelled { step: done_steps };
+            let output = partial(images, width, height, warnings, started);
+            return Phase::Cancelled {
+                step: done_steps,
+                output,
+            };
         }
         let mut last_preview: Option<Arc<Preview>> = None;
         let mut run_total = 0;
@@ -414,8 +421,10 @@ fn run_job<B: RtBackend>(
         let generation = match result {
             Ok(g) => g,
             Err(PipelineError::Cancelled { step, .. }) => {
+                let output = partial(images, width, height, warnings, started);
                 return Phase::Cancelled {
                     step: done_steps + step,
+                    output,
                 };
             }
             Err(e) => return Phase::Failed(failure(e)),
@@ -476,6 +485,23 @@ fn run_job<B: RtBackend>(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// What a job made before it was cancelled.
+fn partial(
+    images: Vec<ImageOutput>,
+    width: usize,
+    height: usize,
+    warnings: Vec<String>,
+    started: Instant,
+) -> Arc<JobOutput> {
+    Arc::new(JobOutput {
+        images,
+        width,
+        height,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// A pipeline error as the HTTP status a caller gets: 400 when the request was at fault.

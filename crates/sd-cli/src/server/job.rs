@@ -108,14 +108,38 @@ pub enum Phase {
     Done(Arc<JobOutput>),
     /// Stopped by an error.
     Failed(JobFailure),
-    /// Stopped by a cancel (or a caller that went away) after `step` steps.
+    /// Stopped by a cancel (or a caller that went away) after `step` steps; `output` holds the
+    /// images of the generations that finished before (A1111 returns those on an interrupt).
     Cancelled {
         /// Steps done.
         step: usize,
+        /// What was finished.
+        output: Arc<JobOutput>,
     },
 }
 
+impl JobOutput {
+    /// No images yet.
+    pub fn empty() -> Self {
+        JobOutput {
+            images: Vec::new(),
+            width: 0,
+            height: 0,
+            warnings: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+}
+
 impl Phase {
+    /// The images made so far: all of a finished job, the finished part of a cancelled one.
+    pub fn output(&self) -> Option<&Arc<JobOutput>> {
+        match self {
+            Phase::Done(out) | Phase::Cancelled { output: out, .. } => Some(out),
+            _ => None,
+        }
+    }
+
     /// The lowercase name the APIs use.
     pub fn name(&self) -> &'static str {
         match self {

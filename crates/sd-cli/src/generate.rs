@@ -18,17 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// The prompt.
     prompt: String,
-    /// A folder of Core ML models: Apple's Swift `Resources/` (TextEncoder, Unet or
-    /// UnetChunk1+2, VAEDecoder, …, vocab.json, merges.txt) or what `sd convert -o` writes.
-    #[arg(long, value_name = "DIR", conflicts_with = "model")]
-    resource_path: Option<PathBuf>,
-    /// A diffusers folder or single-file checkpoint, converted on first use into a cache folder
-    /// (`$SD_CACHE_DIR`, else `~/.cache/sd`) and reused after.
-    #[arg(long, value_name = "DIR|FILE")]
-    model: Option<PathBuf>,
-    /// A folder with the CLIP tokenizer (vocab.json, merges.txt) when the resource folder has none.
-    #[arg(long, value_name = "DIR")]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    models: crate::model_args::ModelArgs,
     /// The seed of the random source.
     #[arg(long, default_value_t = 93)]
     seed: u64,
@@ -82,12 +73,6 @@ pub struct Args {
     /// Load each model only while it is needed.
     #[arg(long)]
     reduce_memory: bool,
-    /// Where the models run: cpu, or cuda (needs `sd` built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = crate::run::Device::Cpu)]
-    device: crate::run::Device,
-    /// fp16 (the models' own precision, as Core ML) or fp32.
-    #[arg(long, default_value = "fp16")]
-    compute_precision: String,
     /// Write the final latents (before the VAE scale is undone) as safetensors tensor `latents`.
     #[arg(long, value_name = "FILE")]
     save_latents: Option<PathBuf>,
@@ -95,22 +80,19 @@ pub struct Args {
 
 /// Runs `sd generate`.
 pub fn run(a: Args) -> Result<()> {
-    let precision = crate::model_args::precision(&a.compute_precision)?;
-    let folder = crate::model_args::folder(a.resource_path.as_deref(), a.model.as_deref())?;
+    let folder = a.models.folder()?;
     let request = build_request(&a)?;
     sd_cli::prepare_output_folder(&a.output_path)?;
-    match a.device {
+    match a.models.device {
         crate::run::Device::Cpu => {
-            let mut o = PipelineOptions::new(precision, Default::default());
+            let mut o = a.models.pipeline_options()?;
             o.reduce_memory = a.reduce_memory;
-            o.tokenizer = a.tokenizer.clone();
             generate_with::<sd_runtime::Cpu>(&a, &folder, o, &request)
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
-            let mut o = PipelineOptions::new(precision, Default::default());
+            let mut o = a.models.pipeline_options()?;
             o.reduce_memory = a.reduce_memory;
-            o.tokenizer = a.tokenizer.clone();
             generate_with::<sd_runtime::Cuda>(&a, &folder, o, &request)
         }
         #[cfg(not(feature = "cuda"))]
@@ -291,7 +273,8 @@ fn generate_with<B: RtBackend>(
 /// The model's name for the PNG metadata: `--model`'s file or folder name, else the converter
 /// id of the folder's packages, else the folder's name (its parent's for `…/Resources`).
 fn model_name(a: &Args, resources: &sd_runtime::pipeline::Resources) -> String {
-    crate::model_args::model_name(a.model.as_deref())
+    a.models
+        .model_name()
         .or_else(|| resources.model_id.clone())
         .unwrap_or_else(|| sd_cli::server::folder_name(&resources.root))
 }

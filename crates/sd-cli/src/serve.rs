@@ -11,15 +11,8 @@ use std::path::PathBuf;
 /// Arguments of `sd serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A folder of Core ML models (Apple's Swift `Resources/` or what `sd convert -o` writes).
-    #[arg(long, value_name = "DIR", conflicts_with = "model")]
-    resource_path: Option<PathBuf>,
-    /// A diffusers folder or single-file checkpoint, converted on first use into the cache.
-    #[arg(long, value_name = "DIR|FILE")]
-    model: Option<PathBuf>,
-    /// A folder with the CLIP tokenizer when the resource folder has none.
-    #[arg(long, value_name = "DIR")]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    models: crate::model_args::ModelArgs,
     /// Where to listen. Anything but a loopback address lets other computers in (warned).
     #[arg(long, default_value = "127.0.0.1:7860")]
     bind: SocketAddr,
@@ -32,12 +25,6 @@ pub struct Args {
     /// Do not run the safety checker.
     #[arg(long)]
     disable_safety: bool,
-    /// Where the models run: cpu, or cuda (needs `sd` built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = crate::run::Device::Cpu)]
-    device: crate::run::Device,
-    /// fp16 (the models' own precision, as Core ML) or fp32.
-    #[arg(long, default_value = "fp16")]
-    compute_precision: String,
     /// The most denoising steps a request may ask for.
     #[arg(long, default_value_t = Limits::default().max_steps)]
     max_steps: usize,
@@ -61,7 +48,6 @@ pub struct Args {
 
 /// Runs `sd serve`.
 pub fn run(a: Args) -> Result<()> {
-    let precision = crate::model_args::precision(&a.compute_precision)?;
     if a.max_steps == 0 || a.max_steps > sd_runtime::pipeline::MAX_STEPS {
         bail!(
             "--max-steps must be 1 to {}",
@@ -87,7 +73,7 @@ pub fn run(a: Args) -> Result<()> {
             std::process::exit(0);
         });
     }
-    let folder = crate::model_args::folder(a.resource_path.as_deref(), a.model.as_deref())?;
+    let folder = a.models.folder()?;
     let limits = Limits {
         max_steps: a.max_steps,
         max_images: a.max_images,
@@ -97,23 +83,19 @@ pub fn run(a: Args) -> Result<()> {
         ..Limits::default()
     };
     let engine_options = EngineOptions {
-        model_name: crate::model_args::model_name(a.model.as_deref()),
+        model_name: a.models.model_name(),
         output: (!a.no_save).then(|| a.output_path.clone()),
         max_queued: limits.max_queued,
         kept_jobs: limits.kept_jobs,
     };
     eprintln!("loading the models in {} …", folder.display());
-    let engine = match a.device {
+    let engine = match a.models.device {
         crate::run::Device::Cpu => {
-            let mut o = PipelineOptions::new(precision, Default::default());
-            o.tokenizer = a.tokenizer.clone();
-            start::<sd_runtime::Cpu>(&folder, o, engine_options)?
+            start::<sd_runtime::Cpu>(&folder, a.models.pipeline_options()?, engine_options)?
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
-            let mut o = PipelineOptions::new(precision, Default::default());
-            o.tokenizer = a.tokenizer.clone();
-            start::<sd_runtime::Cuda>(&folder, o, engine_options)?
+            start::<sd_runtime::Cuda>(&folder, a.models.pipeline_options()?, engine_options)?
         }
         #[cfg(not(feature = "cuda"))]
         crate::run::Device::Cuda => bail!(

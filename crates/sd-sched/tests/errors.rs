@@ -45,17 +45,20 @@ fn unknown_keys_are_ignored_and_bad_json_is_an_error() {
     ));
 }
 
+/// Every scheduler class this crate builds.
+const CLASSES: [&str; 7] = [
+    "PNDMScheduler",
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "LCMScheduler",
+];
+
 #[test]
 fn zero_and_too_many_steps() {
-    for name in [
-        "PNDMScheduler",
-        "DDIMScheduler",
-        "DPMSolverMultistepScheduler",
-        "EulerDiscreteScheduler",
-        "EulerAncestralDiscreteScheduler",
-        "LMSDiscreteScheduler",
-        "LCMScheduler",
-    ] {
+    for name in CLASSES {
         let mut s = from_config(&cfg(&format!(
             r#"{{"_class_name": "{name}", "skip_prk_steps": true}}"#
         )))
@@ -125,15 +128,7 @@ fn squaredcos_uses_real_division() {
 /// `set_timesteps` or a run through every step without a panic.
 #[test]
 fn every_step_count_either_runs_or_is_refused() {
-    let classes = [
-        "PNDMScheduler",
-        "DDIMScheduler",
-        "DPMSolverMultistepScheduler",
-        "EulerDiscreteScheduler",
-        "EulerAncestralDiscreteScheduler",
-        "LMSDiscreteScheduler",
-        "LCMScheduler",
-    ];
+    let classes = CLASSES;
     let mut refused = Vec::new();
     for class in classes {
         for spacing in ["leading", "linspace", "trailing"] {

@@ -204,24 +204,10 @@ fn info_text(
     interrupted: bool,
 ) -> String {
     let first = &job.spec.runs[0];
-    let seeds: Vec<u64> = out
-        .images
-        .iter()
-        .filter(|i| i.png.is_some())
-        .map(|i| i.seed)
-        .collect();
-    let infotexts: Vec<&str> = out
-        .images
-        .iter()
-        .filter(|i| i.png.is_some())
-        .map(|i| i.parameters.as_str())
-        .collect();
-    let flagged: Vec<usize> = out
-        .images
-        .iter()
-        .filter(|i| i.png.is_none())
-        .map(|i| i.index)
-        .collect();
+    let (kept, withheld): (Vec<_>, Vec<_>) = out.images.iter().partition(|i| i.png.is_some());
+    let seeds: Vec<u64> = kept.iter().map(|i| i.seed).collect();
+    let infotexts: Vec<&str> = kept.iter().map(|i| i.parameters.as_str()).collect();
+    let flagged: Vec<usize> = withheld.iter().map(|i| i.index).collect();
     json!({
         "prompt": first.prompt,
         "all_prompts": vec![&first.prompt; seeds.len()],
@@ -303,17 +289,12 @@ pub async fn progress(State(app): State<AppState>, Query(q): Query<ProgressQuery
             "textinfo": null,
         }));
     };
-    let (step, total, rate, preview) = match job.phase() {
-        Phase::Running(r) => (r.step, r.total, r.it_per_s, r.preview),
+    let (step, total, eta, preview) = match job.phase() {
+        Phase::Running(r) => (r.step, r.total, r.eta_s().unwrap_or(0.0), r.preview),
         _ => (0, 0, 0.0, None),
     };
     let progress = if total > 0 {
         step as f64 / total as f64
-    } else {
-        0.0
-    };
-    let eta = if rate > 0.0 {
-        (total - step.min(total)) as f64 / rate
     } else {
         0.0
     };

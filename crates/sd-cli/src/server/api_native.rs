@@ -373,8 +373,8 @@ pub fn job_view(job: &Job, with_preview: bool) -> Value {
             v["step"] = json!(r.step);
             v["total"] = json!(r.total);
             v["it_per_s"] = json!(r.it_per_s);
-            if r.it_per_s > 0.0 {
-                v["eta_s"] = json!((r.total - r.step.min(r.total)) as f64 / r.it_per_s);
+            if let Some(eta) = r.eta_s() {
+                v["eta_s"] = json!(eta);
             }
             if with_preview && let Some(p) = &r.preview {
                 v["preview"] = json!(data_url(&p.png));

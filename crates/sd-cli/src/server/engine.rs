@@ -372,7 +372,6 @@ fn run_job<B: RtBackend>(
     output: Option<&OutputFolder>,
 ) -> Phase {
     let started = Instant::now();
-    *job.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
     let runs = &job.spec.runs;
     // Running from the moment it is taken (text encoding and image encoding come first).
     job.set_phase(Phase::Running(Running {
@@ -433,10 +432,11 @@ fn run_job<B: RtBackend>(
         width = generation.width;
         height = generation.height;
         warnings.extend(generation.warnings.iter().cloned());
+        // One text for every image of this generation (same prompt, seed and size).
+        let params = request
+            .a1111_parameters(generation.width, generation.height, model_name)
+            .to_a1111_string();
         for g in &generation.images {
-            let params = request
-                .a1111_parameters(generation.width, generation.height, model_name)
-                .to_a1111_string();
             let index = images.len();
             let file_name = OutputFileName {
                 prompt: &request.prompt,
@@ -471,7 +471,7 @@ fn run_job<B: RtBackend>(
                 seed: request.seed,
                 png,
                 safety: g.safety,
-                parameters: params,
+                parameters: params.clone(),
                 file_name,
                 saved_to,
             });

@@ -5,7 +5,7 @@ use sd_runtime::pipeline::{GenerationRequest, SafetyVerdict};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::watch;
 
 /// What a job runs: one or more generations, one after another (A1111's `n_iter`, or one
@@ -47,6 +47,14 @@ pub struct Running {
     pub it_per_s: f64,
     /// The newest preview, when the job asked for them.
     pub preview: Option<Arc<Preview>>,
+}
+
+impl Running {
+    /// Seconds left at the rate so far (`None` before the first step).
+    pub fn eta_s(&self) -> Option<f64> {
+        (self.it_per_s > 0.0)
+            .then(|| (self.total - self.step.min(self.total)) as f64 / self.it_per_s)
+    }
 }
 
 /// One image a job made.
@@ -171,8 +179,6 @@ pub struct Job {
     pub spec: JobSpec,
     /// When it was submitted.
     pub created: SystemTime,
-    /// When the worker took it up.
-    pub(crate) started: std::sync::Mutex<Option<Instant>>,
     cancel: AtomicBool,
     phase: watch::Sender<Phase>,
 }
@@ -184,7 +190,6 @@ impl Job {
             number,
             spec,
             created: SystemTime::now(),
-            started: std::sync::Mutex::new(None),
             cancel: AtomicBool::new(false),
             phase: watch::Sender::new(Phase::Queued { position }),
         }

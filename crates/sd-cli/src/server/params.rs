@@ -164,20 +164,12 @@ pub fn image(
     ctx: &Context,
     warnings: &mut Vec<String>,
 ) -> Result<RgbImage, ApiError> {
-    let loaded = decoded(field, value, ctx)?;
-    let rgb = loaded.rgb;
-    let (w, h) = (ctx.model.width, ctx.model.height);
-    if rgb.width == w && rgb.height == h {
-        return Ok(rgb);
-    }
-    warnings.push(format!(
-        "{field} was {}x{} and was resized to the models' {w}x{h}",
-        rgb.width, rgb.height
-    ));
-    let data = resize(&rgb.data, rgb.width, rgb.height, 3, w, h, Filter::Lanczos);
+    let rgb = decoded(field, value, ctx)?.rgb;
+    let (width, height) = (ctx.model.width, ctx.model.height);
+    let data = to_model_size(field, rgb.data, rgb.width, rgb.height, 3, ctx, warnings);
     Ok(RgbImage {
-        width: w,
-        height: h,
+        width,
+        height,
         data,
     })
 }
@@ -190,33 +182,40 @@ pub fn mask(
     ctx: &Context,
     warnings: &mut Vec<String>,
 ) -> Result<GrayImage, ApiError> {
-    let mut gray = decoded(field, value, ctx)?.luma();
-    let (w, h) = (ctx.model.width, ctx.model.height);
-    if gray.width != w || gray.height != h {
-        warnings.push(format!(
-            "{field} was {}x{} and was resized to the models' {w}x{h}",
-            gray.width, gray.height
-        ));
-        gray = GrayImage {
-            width: w,
-            height: h,
-            data: resize(
-                &gray.data,
-                gray.width,
-                gray.height,
-                1,
-                w,
-                h,
-                Filter::Lanczos,
-            ),
-        };
-    }
+    let gray = decoded(field, value, ctx)?.luma();
+    let data = to_model_size(field, gray.data, gray.width, gray.height, 1, ctx, warnings);
+    let mut gray = GrayImage {
+        width: ctx.model.width,
+        height: ctx.model.height,
+        data,
+    };
     if invert {
         for v in &mut gray.data {
             *v = 255 - *v;
         }
     }
     Ok(gray)
+}
+
+/// Pixels at the models' size: resized (Lanczos, as A1111's "just resize") with a warning
+/// when they are not.
+fn to_model_size(
+    field: &str,
+    data: Vec<u8>,
+    width: usize,
+    height: usize,
+    channels: usize,
+    ctx: &Context,
+    warnings: &mut Vec<String>,
+) -> Vec<u8> {
+    let (w, h) = (ctx.model.width, ctx.model.height);
+    if (width, height) == (w, h) {
+        return data;
+    }
+    warnings.push(format!(
+        "{field} was {width}x{height} and was resized to the models' {w}x{h}"
+    ));
+    resize(&data, width, height, channels, w, h, Filter::Lanczos)
 }
 
 fn decoded(

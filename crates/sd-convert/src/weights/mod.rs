@@ -308,34 +308,63 @@ pub struct WeightStore {
 /// File stems diffusers and transformers use for a component's weights.
 const STEMS: &[&str] = &["diffusion_pytorch_model", "model", "pytorch_model"];
 
+/// The file names a diffusers component folder's weights may have, in the order
+/// [`WeightStore::open_component`] looks for them (diffusers' order): for each variant
+/// (`variant`, or with `None` the plain files then `fp16`), safetensors before PyTorch
+/// pickles, each stem as a single file then as a shard index (`….index.json`, whose
+/// `weight_map` names the shards). The first name present is the one read.
+pub fn component_weight_names(variant: Option<&str>) -> Vec<String> {
+    let variants: Vec<Option<&str>> = match variant {
+        Some(v) => vec![Some(v)],
+        None => vec![None, Some("fp16")],
+    };
+    let mut names = Vec::new();
+    for v in &variants {
+        for ext in ["safetensors", "bin"] {
+            for stem in STEMS {
+                let base = match v {
+                    Some(v) => format!("{stem}.{v}.{ext}"),
+                    None => format!("{stem}.{ext}"),
+                };
+                let index = format!("{base}.index.json");
+                names.push(base);
+                names.push(index);
+            }
+        }
+    }
+    names
+}
+
+/// The shard file names a `….index.json` weight index names (its `weight_map` values,
+/// sorted, each once).
+pub fn shard_names(index: &Value) -> Option<Vec<String>> {
+    let map = index.get("weight_map").and_then(Value::as_object)?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
+}
+
 impl WeightStore {
     /// Opens the weights of a diffusers component directory (`unet/`, `text_encoder/`, …):
-    /// `<stem>[.<variant>].safetensors`, a sharded `<stem>[.<variant>].safetensors.index.json`,
-    /// or — when no safetensors file exists for that variant — the PyTorch pickle
-    /// `<stem>[.<variant>].bin` (sharded: `.bin.index.json`), as diffusers looks them up.
+    /// the first of [`component_weight_names`] present — `<stem>[.<variant>].safetensors`, a
+    /// sharded `<stem>[.<variant>].safetensors.index.json`, or, when no safetensors file exists
+    /// for that variant, the PyTorch pickle `<stem>[.<variant>].bin` (sharded: `.bin.index.json`).
     /// With `variant` None the plain files are preferred and the `fp16` variant taken otherwise.
     pub fn open_component(dir: impl AsRef<Path>, variant: Option<&str>) -> Result<Self> {
         let dir = dir.as_ref();
-        let variants: Vec<Option<&str>> = match variant {
-            Some(v) => vec![Some(v)],
-            None => vec![None, Some("fp16")],
-        };
-        for v in &variants {
-            for ext in ["safetensors", "bin"] {
-                for stem in STEMS {
-                    let base = match v {
-                        Some(v) => format!("{stem}.{v}.{ext}"),
-                        None => format!("{stem}.{ext}"),
-                    };
-                    let single = dir.join(&base);
-                    if single.is_file() {
-                        return Self::open_files(dir, &[single]);
-                    }
-                    let index = dir.join(format!("{base}.index.json"));
-                    if index.is_file() {
-                        return Self::open_index(dir, &index);
-                    }
-                }
+        for name in component_weight_names(variant) {
+            let path = dir.join(&name);
+            if path.is_file() {
+                return if name.ends_with(".index.json") {
+                    Self::open_index(dir, &path)
+                } else {
+                    Self::open_files(dir, &[path])
+                };
             }
         }
         let others: Vec<String> = std::fs::read_dir(dir)
@@ -384,20 +413,10 @@ impl WeightStore {
             path: index.into(),
             message: e.to_string(),
         })?;
-        let map = v
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| ConvertError::Config {
-                path: index.into(),
-                message: "missing key `weight_map`".into(),
-            })?;
-        let mut files: Vec<String> = map
-            .values()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect();
-        files.sort();
-        files.dedup();
+        let files = shard_names(&v).ok_or_else(|| ConvertError::Config {
+            path: index.into(),
+            message: "missing key `weight_map`".into(),
+        })?;
         let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
         Self::open_files(dir, &paths)
     }

@@ -1,22 +1,30 @@
 //! `sd convert`: diffusers weights → Core ML packages, with the flags of Apple's `torch2coreml`.
 //! The work is `sd_cli::conversion`; this file turns the flags into a job and prints its events.
 
+use crate::hub_fetch::{Local, localize};
 use crate::progress::ModelProgress;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use sd_cli::check::CheckRow;
 use sd_cli::conversion::{
-    CheckOptions, ComponentSelection, ConversionEvent, ConversionJob, ConversionOptions, run_job,
+    CheckOptions, ComponentSelection, ConversionEvent, ConversionJob, ConversionOptions,
+    needs_no_model, run_job,
 };
+use sd_cli::hub::RepoKind;
 use sd_convert::clip::ClipOutputs;
-use sd_convert::{AttentionImpl, ConvertOptions, DeploymentTarget, Precision};
+use sd_convert::{AttentionImpl, Component, ConvertOptions, DeploymentTarget, Precision};
 use std::path::PathBuf;
 
 /// Arguments of `sd convert` (names as Apple's `python -m python_coreml_stable_diffusion.torch2coreml`).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Local diffusers folder, or a Hub id already in the Hugging Face cache.
+    /// A local diffusers folder or single-file checkpoint, or a Hugging Face Hub id (downloaded
+    /// into the Hub cache: `HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` apply; with
+    /// `--variant` only that weight variant is fetched).
     #[arg(long, default_value = "CompVis/stable-diffusion-v1-4")]
     model_version: String,
+    /// With a Hub id: the branch, tag or commit (default main).
+    #[arg(long)]
+    revision: Option<String>,
     /// For a single-file checkpoint: a diffusers folder whose `<part>/config.json` (and
     /// `tokenizer/` for the Swift resources) describe it, as diffusers' `from_single_file(config=…)`.
     /// Without it the configuration is inferred from the tensors (standard SD 1.x/2.x sizes).
@@ -45,7 +53,7 @@ pub struct Args {
     /// `MultilingualTextEncoderProjection.mlpackage`.
     #[arg(long, value_name = "PATH")]
     convert_multilingual_projection: Option<PathBuf>,
-    /// Convert these ControlNets (local diffusers folders or cached Hub ids).
+    /// Convert these ControlNets (local diffusers folders or Hub ids, fetched as `--model-version`).
     #[arg(long, num_args = 1..)]
     convert_controlnet: Vec<String>,
     /// Write a control-unet (with `additional_residual_*` inputs) instead of a plain UNet.
@@ -103,6 +111,16 @@ pub struct Args {
 impl Args {
     /// The job these flags describe.
     fn job(self) -> Result<ConversionJob> {
+        let controlnets = self
+            .convert_controlnet
+            .iter()
+            .map(|c| {
+                Ok(localize(c, None, self.variant.as_deref())?
+                    .path()
+                    .to_string_lossy()
+                    .into_owned())
+            })
+            .collect::<Result<Vec<_>>>()?;
         let selection = ComponentSelection {
             text_encoder: self.convert_text_encoder,
             unet: self.convert_unet,
@@ -110,9 +128,11 @@ impl Args {
             vae_decoder: self.convert_vae_decoder,
             vae_encoder: self.convert_vae_encoder,
             safety_checker: self.convert_safety_checker,
-            controlnets: self.convert_controlnet,
-            multilingual_projection: self.convert_multilingual_projection,
+            controlnets,
+            multilingual_projection: self.convert_multilingual_projection.clone(),
         };
+        let components = selection.components()?;
+        let (model, variant) = self.local_model(&components)?;
         let convert = ConvertOptions {
             attention: self.attention_implementation.parse::<AttentionImpl>()?,
             precision: if self.fp32 {
@@ -125,7 +145,7 @@ impl Args {
             latent_w: self.latent_w,
             unet_batch_one: self.unet_batch_one,
             seq_len: self.text_token_sequence_length,
-            variant: self.variant,
+            variant,
             text_outputs: if self.text_encoder_hidden_embeds {
                 ClipOutputs::HiddenEmbeds
             } else {
@@ -139,9 +159,9 @@ impl Args {
             },
         );
         Ok(ConversionJob {
-            model: PathBuf::from(self.model_version),
+            model,
             config: self.config,
-            components: selection.components()?,
+            components,
             output: self.output,
             options: ConversionOptions {
                 convert,
@@ -152,6 +172,29 @@ impl Args {
                 bundle_resources_for_swift_cli: self.bundle_resources_for_swift_cli,
             },
         })
+    }
+}
+
+impl Args {
+    /// The model to read (a Hub id fetched) and the weight variant to read from it.
+    fn local_model(&self, components: &[Component]) -> Result<(PathBuf, Option<String>)> {
+        if needs_no_model(components) {
+            return Ok((PathBuf::from(&self.model_version), self.variant.clone()));
+        }
+        match localize(
+            &self.model_version,
+            self.revision.as_deref(),
+            self.variant.as_deref(),
+        )? {
+            Local::Path(p) => Ok((p, self.variant.clone())),
+            Local::Hub(f) if f.kind == RepoKind::CoreMl => bail!(
+                "{} holds Core ML packages already: there is nothing to convert (use it with \
+                 `sd generate --model {}`)",
+                f.repo,
+                f.repo
+            ),
+            Local::Hub(f) => Ok((f.path, f.weight_variant)),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! `--save-latents`). The work is `sd_runtime::pipeline`; this file parses, reports progress and
 //! writes the PNGs.
 
+use crate::model_args::Models;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sd_runtime::pipeline::image::{self as img, GenerationParameters, RgbImage};
@@ -80,20 +81,20 @@ pub struct Args {
 
 /// Runs `sd generate`.
 pub fn run(a: Args) -> Result<()> {
-    let folder = a.models.folder()?;
     let request = build_request(&a)?;
+    let models = a.models.resolve()?;
     sd_cli::prepare_output_folder(&a.output_path)?;
     match a.models.device {
         crate::run::Device::Cpu => {
-            let mut o = a.models.pipeline_options()?;
+            let mut o = a.models.pipeline_options(&models)?;
             o.reduce_memory = a.reduce_memory;
-            generate_with::<sd_runtime::Cpu>(&a, &folder, o, &request)
+            generate_with::<sd_runtime::Cpu>(&a, &models, o, &request)
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
-            let mut o = a.models.pipeline_options()?;
+            let mut o = a.models.pipeline_options(&models)?;
             o.reduce_memory = a.reduce_memory;
-            generate_with::<sd_runtime::Cuda>(&a, &folder, o, &request)
+            generate_with::<sd_runtime::Cuda>(&a, &models, o, &request)
         }
         #[cfg(not(feature = "cuda"))]
         crate::run::Device::Cuda => bail!(
@@ -173,13 +174,14 @@ fn progress_bar(total: u64) -> ProgressBar {
 
 fn generate_with<B: RtBackend>(
     a: &Args,
-    folder: &Path,
+    models: &Models,
     options: PipelineOptions<B>,
     request: &GenerationRequest,
 ) -> Result<()> {
+    let folder = &models.folder;
     let mut pipe = Pipeline::<B>::load(folder, options)
         .with_context(|| format!("loading the models in {}", folder.display()))?;
-    let model_name = model_name(a, pipe.resources());
+    let model_name = model_name(models, pipe.resources());
     let params = |steps: usize, width: usize, height: usize| GenerationParameters {
         steps: steps as u32,
         ..request.a1111_parameters(width, height, &model_name)
@@ -272,9 +274,10 @@ fn generate_with<B: RtBackend>(
 
 /// The model's name for the PNG metadata: `--model`'s file or folder name, else the converter
 /// id of the folder's packages, else the folder's name (its parent's for `…/Resources`).
-fn model_name(a: &Args, resources: &sd_runtime::pipeline::Resources) -> String {
-    a.models
-        .model_name()
+fn model_name(models: &Models, resources: &sd_runtime::pipeline::Resources) -> String {
+    models
+        .name
+        .clone()
         .or_else(|| resources.model_id.clone())
         .unwrap_or_else(|| sd_cli::server::folder_name(&resources.root))
 }

@@ -10,7 +10,7 @@
 //!   of the same network, and optionally diffusers itself via [`torch_reference`]).
 //! - [`model_cache`]: convert-on-first-use — a diffusers folder or checkpoint becomes a cached
 //!   folder of packages plus the tokenizer/scheduler/VAE configs image generation reads.
-//! - [`hub`]: `--model-version` values: local paths or Hub ids in the Hugging Face cache.
+//! - [`hub`]: Hugging Face Hub ids fetched into (or, offline, found in) the shared Hub cache.
 //! - [`swift_resources`]: Apple's Swift CLI `Resources/` layout.
 //!
 //! ```no_run

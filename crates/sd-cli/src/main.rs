@@ -3,7 +3,9 @@
 
 mod compress;
 mod convert;
+mod download;
 mod generate;
+mod hub_fetch;
 mod inspect;
 mod model_args;
 mod progress;
@@ -26,6 +28,8 @@ enum Command {
     Compress(compress::Args),
     /// Convert a diffusers Stable Diffusion folder to Core ML packages (torch2coreml's flags).
     Convert(convert::Args),
+    /// Fetch a model from the Hugging Face Hub into its cache and print where it is.
+    Download(download::Args),
     /// Generate images from a prompt with a folder of Core ML models (StableDiffusionSample's flags).
     Generate(generate::Args),
     /// Show a package's signature, opset, op histogram and weight sizes.
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Compress(args) => compress::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Download(args) => download::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),

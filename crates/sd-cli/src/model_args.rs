@@ -1,7 +1,9 @@
 //! The model flags `sd generate` and `sd serve` share: which folder, which tokenizer, which
 //! device and precision.
 
+use crate::hub_fetch::{Local, localize};
 use anyhow::{Context, Result, bail};
+use sd_cli::hub::RepoKind;
 use sd_runtime::pipeline::PipelineOptions;
 use sd_runtime::{Precision, RtBackend};
 use std::path::{Path, PathBuf};
@@ -14,9 +16,18 @@ pub struct ModelArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "model")]
     pub resource_path: Option<PathBuf>,
     /// A diffusers folder or single-file checkpoint, converted on first use into a cache folder
-    /// (`$SD_CACHE_DIR`, else `~/.cache/sd`) and reused after.
-    #[arg(long, value_name = "DIR|FILE")]
-    pub model: Option<PathBuf>,
+    /// (`$SD_CACHE_DIR`, else `~/.cache/sd`) and reused after; or a Hugging Face Hub id
+    /// (`owner/name`) of such a model or of Core ML packages, downloaded into the Hub cache
+    /// (`HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` apply).
+    #[arg(long, value_name = "DIR|FILE|ID")]
+    pub model: Option<String>,
+    /// With a Hub id: the branch, tag or commit (default main).
+    #[arg(long, requires = "model")]
+    pub revision: Option<String>,
+    /// With a Hub id: the repository folder of Core ML packages (`original/packages`), a
+    /// checkpoint file in it, or a diffusers weight variant (`fp16`).
+    #[arg(long, requires = "model")]
+    pub variant: Option<String>,
     /// A folder with the CLIP tokenizer (vocab.json, merges.txt) when the resource folder has none.
     #[arg(long, value_name = "DIR")]
     pub tokenizer: Option<PathBuf>,
@@ -28,24 +39,59 @@ pub struct ModelArgs {
     pub compute_precision: String,
 }
 
+/// The models the flags name, ready to load.
+pub struct Models {
+    /// The folder of Core ML models.
+    pub folder: PathBuf,
+    /// A tokenizer folder the model came with, when the folder has none.
+    pub tokenizer: Option<PathBuf>,
+    /// The model's name for PNG metadata (`--model`'s file or folder name, or its Hub id).
+    pub name: Option<String>,
+}
+
 impl ModelArgs {
-    /// The folder to load (converting `--model` on first use; a bad `--compute-precision` is
-    /// reported before any conversion).
-    pub fn folder(&self) -> Result<PathBuf> {
+    /// The models to load: `--resource-path` as it is, or `--model` fetched from the Hub when
+    /// it is an id, then converted on first use unless it is Core ML packages already (a bad
+    /// `--compute-precision` is reported before anything is fetched or converted).
+    pub fn resolve(&self) -> Result<Models> {
         precision(&self.compute_precision)?;
-        folder(self.resource_path.as_deref(), self.model.as_deref())
+        match (&self.resource_path, &self.model) {
+            (Some(p), None) => Ok(Models {
+                folder: p.clone(),
+                tokenizer: None,
+                name: None,
+            }),
+            (None, Some(m)) => {
+                let local = localize(m, self.revision.as_deref(), self.variant.as_deref())?;
+                let (name, tokenizer) = match &local {
+                    Local::Path(p) => (model_name(p), None),
+                    Local::Hub(f) => (f.repo.clone(), f.tokenizer.clone()),
+                };
+                let folder = match &local {
+                    Local::Hub(f) if f.kind == RepoKind::CoreMl => f.path.clone(),
+                    Local::Hub(f) if f.kind == RepoKind::Component => bail!(
+                        "{} is a single diffusers model (a config.json and its weights, such as a \
+                         ControlNet), not a pipeline; name a pipeline or a folder of Core ML packages",
+                        f.repo
+                    ),
+                    _ => convert_on_first_use(local.path())?,
+                };
+                Ok(Models {
+                    folder,
+                    tokenizer,
+                    name: Some(name),
+                })
+            }
+            (None, None) => bail!("name the models: --resource-path DIR or --model DIR|FILE|ID"),
+            (Some(_), Some(_)) => bail!("give --resource-path or --model, not both"),
+        }
     }
 
-    /// The pipeline options these flags give, on the backend's default device.
-    pub fn pipeline_options<B: RtBackend>(&self) -> Result<PipelineOptions<B>> {
+    /// The pipeline options these flags give for `models`, on the backend's default device.
+    pub fn pipeline_options<B: RtBackend>(&self, models: &Models) -> Result<PipelineOptions<B>> {
         let mut o = PipelineOptions::new(precision(&self.compute_precision)?, Default::default());
-        o.tokenizer = self.tokenizer.clone();
+        o.tokenizer = self.tokenizer.clone().or_else(|| models.tokenizer.clone());
         Ok(o)
-    }
-
-    /// `--model`'s name for PNG metadata, if given.
-    pub fn model_name(&self) -> Option<String> {
-        model_name(self.model.as_deref())
     }
 }
 
@@ -58,34 +104,23 @@ fn precision(name: &str) -> Result<Precision> {
     }
 }
 
-/// The folder of Core ML models: `--resource-path` as given, or `--model` converted on first
-/// use into the cache (reported on stderr).
-fn folder(resource_path: Option<&Path>, model: Option<&Path>) -> Result<PathBuf> {
-    match (resource_path, model) {
-        (Some(p), None) => Ok(p.to_path_buf()),
-        (None, Some(m)) => {
-            eprintln!("preparing {} …", m.display());
-            let entry =
-                sd_cli::model_cache::prepare(m, &sd_cli::model_cache::CacheOptions::default())
-                    .with_context(|| format!("converting {}", m.display()))?;
-            if entry.converted {
-                eprintln!("converted into {}", entry.folder.display());
-            } else {
-                eprintln!("reusing the conversion in {}", entry.folder.display());
-            }
-            Ok(entry.folder)
-        }
-        (None, None) => bail!("name the models: --resource-path DIR or --model DIR|FILE"),
-        (Some(_), Some(_)) => bail!("give --resource-path or --model, not both"),
+/// A diffusers folder or checkpoint converted into the model cache on first use (reported
+/// on stderr).
+fn convert_on_first_use(m: &Path) -> Result<PathBuf> {
+    eprintln!("preparing {} …", m.display());
+    let entry = sd_cli::model_cache::prepare(m, &sd_cli::model_cache::CacheOptions::default())
+        .with_context(|| format!("converting {}", m.display()))?;
+    if entry.converted {
+        eprintln!("converted into {}", entry.folder.display());
+    } else {
+        eprintln!("reusing the conversion in {}", entry.folder.display());
     }
+    Ok(entry.folder)
 }
 
-/// The model's name for PNG metadata: `--model`'s file or folder name, else `None` (the
-/// folder's converter id or name is used).
-fn model_name(model: Option<&Path>) -> Option<String> {
-    model.map(|m| {
-        m.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into())
-    })
+/// The model's name for PNG metadata: the file or folder name.
+fn model_name(m: &Path) -> String {
+    m.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }

@@ -54,3 +54,84 @@ impl ModelProgress {
         eprintln!("{}: {msg}", self.label);
     }
 }
+
+/// Hub downloads on stderr: a byte bar per file on a terminal, else one line per file.
+#[derive(Default)]
+pub struct DownloadProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl DownloadProgress {
+    /// Shows one event of `sd_cli::hub::fetch` for `repo`.
+    pub fn show(&mut self, repo: &str, e: &sd_cli::hub::HubEvent) {
+        use sd_cli::hub::HubEvent;
+        match *e {
+            HubEvent::Resolved {
+                commit,
+                files,
+                bytes,
+            } => {
+                let todo = if bytes == 0 {
+                    "all in the cache".to_string()
+                } else {
+                    format!("{} to download", indicatif::HumanBytes(bytes))
+                };
+                eprintln!(
+                    "{repo} @ {}: {files} files, {todo}",
+                    &commit[..12.min(commit.len())]
+                );
+            }
+            HubEvent::CacheOnly { reason } => eprintln!("{repo}: {reason}"),
+            HubEvent::Note(n) => eprintln!("{n}"),
+            HubEvent::FileStart {
+                path,
+                size,
+                resumed_from,
+            } => {
+                let bar = ProgressBar::new(size);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg} {bar:24.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                    )
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+                );
+                bar.set_message(path.to_string());
+                bar.set_position(resumed_from);
+                if bar.is_hidden() {
+                    let resumed = if resumed_from > 0 {
+                        format!(", resuming at {}", indicatif::HumanBytes(resumed_from))
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "downloading {path} ({}{resumed})",
+                        indicatif::HumanBytes(size)
+                    );
+                }
+                self.bar = Some(bar);
+            }
+            HubEvent::FileProgress { done, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(done);
+                }
+            }
+            HubEvent::Retry {
+                path,
+                attempt,
+                cause,
+            } => {
+                let line = format!("{path}: {cause}; retry {attempt}");
+                match &self.bar {
+                    Some(b) if !b.is_hidden() => b.println(line),
+                    _ => eprintln!("{line}"),
+                }
+            }
+            HubEvent::FileDone { .. } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
+    }
+}

@@ -73,7 +73,8 @@ pub fn run(a: Args) -> Result<()> {
             std::process::exit(0);
         });
     }
-    let folder = a.models.folder()?;
+    let models = a.models.resolve()?;
+    let folder = &models.folder;
     let limits = Limits {
         max_steps: a.max_steps,
         max_images: a.max_images,
@@ -83,7 +84,7 @@ pub fn run(a: Args) -> Result<()> {
         ..Limits::default()
     };
     let engine_options = EngineOptions {
-        model_name: a.models.model_name(),
+        model_name: models.name.clone(),
         output: (!a.no_save).then(|| a.output_path.clone()),
         max_queued: limits.max_queued,
         kept_jobs: limits.kept_jobs,
@@ -91,11 +92,11 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("loading the models in {} …", folder.display());
     let engine = match a.models.device {
         crate::run::Device::Cpu => {
-            start::<sd_runtime::Cpu>(&folder, a.models.pipeline_options()?, engine_options)?
+            start::<sd_runtime::Cpu>(folder, a.models.pipeline_options(&models)?, engine_options)?
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
-            start::<sd_runtime::Cuda>(&folder, a.models.pipeline_options()?, engine_options)?
+            start::<sd_runtime::Cuda>(folder, a.models.pipeline_options(&models)?, engine_options)?
         }
         #[cfg(not(feature = "cuda"))]
         crate::run::Device::Cuda => bail!(

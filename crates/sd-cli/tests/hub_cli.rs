@@ -330,3 +330,77 @@ fn download_prints_the_snapshot_works_offline_and_says_why_it_fails() {
     ));
     assert!(e.contains("could not reach http://127.0.0.1:9"), "{e}");
 }
+
+#[test]
+fn a_download_killed_midway_leaves_no_partial_file_in_the_snapshot_and_the_rerun_finishes() {
+    let server = server();
+    let home = scratch("home-killed");
+    let unet = "unet/diffusion_pytorch_model.fp16.safetensors";
+    let size = std::fs::metadata(root().join("fixtures/models/sd1-tiny").join(unet))
+        .unwrap()
+        .len() as usize;
+    server.fault(
+        "tiny/sd1-tiny",
+        unet,
+        Some(hub_support::Fault::StallAfter { after: size / 2 }),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sd"))
+        .args(["download", "tiny/sd1-tiny"])
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HOME", home.join("hf"))
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let repo = home.join("hf/hub/models--tiny--sd1-tiny");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let part = loop {
+        let found = std::fs::read_dir(repo.join("blobs")).ok().and_then(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".incomplete"))
+        });
+        if let Some(p) = found
+            && std::fs::metadata(&p).unwrap().len() as usize == size / 2
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never stalled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !repo.join("refs/main").exists(),
+        "no ref for an unfinished snapshot"
+    );
+    let snapshots = repo.join("snapshots");
+    let commit = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(!commit.join(unet).exists(), "no link to a partial file");
+    let blob = part.with_extension("");
+    assert!(!blob.exists(), "no blob for a partial file");
+
+    server.fault("tiny/sd1-tiny", unet, None);
+    server.take_log();
+    let path = ok(&sd(&server, &home, &["download", "tiny/sd1-tiny"], &[]));
+    assert!(PathBuf::from(path.trim()).join(unet).is_file());
+    assert!(
+        server
+            .take_log()
+            .iter()
+            .any(|r| r.range.as_deref() == Some(&format!("bytes={}-", size / 2))),
+        "the rerun resumes the part"
+    );
+    assert!(!part.exists());
+}

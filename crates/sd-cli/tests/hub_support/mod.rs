@@ -92,6 +92,8 @@ pub enum Fault {
     Corrupt,
     /// Send more bytes than the file has.
     Longer,
+    /// Send `after` bytes, then hold the connection silent for a minute.
+    StallAfter { after: usize },
 }
 
 /// One logged request.
@@ -208,6 +210,8 @@ struct Answer {
     body: Vec<u8>,
     /// Close after this many body bytes.
     cut: Option<usize>,
+    /// Stay silent (a minute) before closing after the cut.
+    stall: bool,
 }
 
 impl Answer {
@@ -223,6 +227,7 @@ impl Answer {
                 .to_string()
                 .into_bytes(),
             cut: None,
+            stall: false,
         }
     }
 }
@@ -260,6 +265,9 @@ fn handle(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .min(answer.body.len());
     out.write_all(&answer.body[..end])?;
     out.flush()?;
+    if answer.stall {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
     let _ = out.shutdown(std::net::Shutdown::Both);
     let _ = reader.read(&mut [0u8; 1]);
     Ok(())
@@ -352,6 +360,7 @@ fn answer(target: &str, headers: &HashMap<String, String>, state: &Mutex<State>)
                 headers: vec![("Content-Type".into(), "application/json".into())],
                 body: body.into_bytes(),
                 cut: None,
+                stall: false,
             }
         }
         Some(rest) => {
@@ -389,6 +398,7 @@ fn answer(target: &str, headers: &HashMap<String, String>, state: &Mutex<State>)
                     headers: extra,
                     body: vec![],
                     cut: None,
+                    stall: false,
                 };
             }
             let fault = st.faults.get(&format!("{id}/{file}")).cloned();
@@ -408,12 +418,17 @@ fn serve_bytes(
 ) -> Answer {
     let total = bytes.len();
     let mut cut = None;
+    let mut stall = false;
     match fault {
         Some(Fault::Corrupt) => {
             let i = total / 2;
             bytes[i] ^= 0x5a;
         }
         Some(Fault::Longer) => bytes.extend_from_slice(b"and some more"),
+        Some(Fault::StallAfter { after }) => {
+            cut = Some(after);
+            stall = true;
+        }
         Some(Fault::DropAfter { after, times }) if times > 0 => {
             cut = Some(after);
             if times == 1 {
@@ -442,6 +457,7 @@ fn serve_bytes(
             headers: extra,
             body: vec![],
             cut: None,
+            stall: false,
         },
         Some(s) => {
             extra.push((
@@ -454,6 +470,7 @@ fn serve_bytes(
                 headers: extra,
                 cut: cut.map(|c| c.saturating_sub(s).min(body.len())),
                 body,
+                stall,
             }
         }
         None => Answer {
@@ -461,6 +478,7 @@ fn serve_bytes(
             headers: extra,
             body: bytes,
             cut,
+            stall,
         },
     }
 }

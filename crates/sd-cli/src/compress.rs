@@ -2,9 +2,11 @@
 //! two chunks, as Apple's `--quantize-nbits` / mixed-bit recipes / `--chunk-unet` do.
 
 use anyhow::{Context, Result, bail};
+use sd_compress::analysis::{AnalysisEvent, AnalysisOptions, parse_pre_analysis};
 use sd_compress::{Granularity, PalettizeOptions, chunk, palettize, quantize_linear8, recipe};
 use sd_mil::package::{WriteOptions, read_package, write_package};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `sd compress`.
 #[derive(clap::Args)]
@@ -20,9 +22,40 @@ pub struct Args {
     /// Quantize linearly to 8 bits per output channel instead.
     #[arg(long)]
     linear8: bool,
-    /// Mixed-bit recipe JSON {weight name: bits}; weights not named use --nbits.
-    #[arg(long, requires = "nbits")]
+    /// Mixed-bit recipe: a JSON {weight name: bits}, or a pre-analysis file (`--analyze`,
+    /// Apple's `--pre-analysis-json-path`) with --selected-recipe or --target-psnr. Weights it
+    /// does not name use --nbits, or stay uncompressed without it.
+    #[arg(
+        long,
+        visible_alias = "pre-analysis-json-path",
+        conflicts_with = "linear8"
+    )]
     recipe: Option<PathBuf>,
+    /// The recipe of a pre-analysis file to apply, by name (`recipe_4.50_bit_mixedpalette`).
+    #[arg(long, requires = "recipe", conflicts_with = "target_psnr")]
+    selected_recipe: Option<String>,
+    /// Apply the smallest recipe of a pre-analysis file whose measured PSNR reaches this (dB).
+    #[arg(long, requires = "recipe")]
+    target_psnr: Option<f64>,
+    /// Measure instead of compressing: the mixed-bit pre-analysis (PSNR of the package's
+    /// output with each weight palettized alone at each bit width, then cumulatively), with
+    /// recipes for a range of PSNR targets, written as JSON to -o.
+    #[arg(long, conflicts_with_all = ["nbits", "linear8", "recipe", "chunk"])]
+    analyze: bool,
+    /// With --analyze: the bit widths to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4,6,8",
+        requires = "analyze"
+    )]
+    analysis_bits: Vec<u32>,
+    /// With --analyze: candidate weights have more elements than this.
+    #[arg(long, default_value_t = sd_compress::analysis::MIN_ELEMENTS, requires = "analyze")]
+    min_elements: usize,
+    /// With --analyze: how many recipes to write.
+    #[arg(long, default_value_t = 7, requires = "analyze")]
+    num_recipes: usize,
     /// One table per this many output channels (iOS18 packages).
     #[arg(long, requires = "nbits")]
     group_size: Option<usize>,
@@ -39,19 +72,22 @@ pub struct Args {
 
 /// Runs `sd compress`.
 pub fn run(args: Args) -> Result<()> {
-    if args.nbits.is_none() && !args.linear8 && !args.chunk {
-        bail!("nothing to do: give --nbits, --linear8 or --chunk");
+    if args.analyze {
+        return analyze(&args);
+    }
+    if args.nbits.is_none() && args.recipe.is_none() && !args.linear8 && !args.chunk {
+        bail!("nothing to do: give --nbits, --recipe, --linear8, --chunk or --analyze");
     }
     let mut model = read_package(&args.package)
         .with_context(|| format!("reading {}", args.package.display()))?;
-    if let Some(nbits) = args.nbits {
-        let mut opts = PalettizeOptions::new(nbits);
+    if args.nbits.is_some() || args.recipe.is_some() {
+        let mut opts = PalettizeOptions::new(args.nbits.unwrap_or(16));
         opts.weight_threshold = args.weight_threshold;
         if let Some(g) = args.group_size {
             opts.granularity = Granularity::PerGroupedChannel { group_size: g };
         }
         if let Some(r) = &args.recipe {
-            opts.per_weight_bits = recipe::read_recipe(r)?;
+            opts.per_weight_bits = read_any_recipe(r, &args)?;
         }
         let r = palettize(&mut model.program, &opts)?;
         eprintln!(
@@ -89,5 +125,112 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("writing {}", args.output.display()))?;
         eprintln!("wrote {}", args.output.display());
     }
+    Ok(())
+}
+
+/// A recipe file: a plain {weight: bits} object, or one recipe of a pre-analysis file.
+fn read_any_recipe(path: &Path, args: &Args) -> Result<HashMap<String, u32>> {
+    let text = read_text(path)?;
+    let is_analysis = serde_json::from_str::<serde_json::Value>(&text)
+        .map(|v| v.get("recipes").is_some())
+        .unwrap_or(false);
+    if !is_analysis {
+        if args.selected_recipe.is_some() || args.target_psnr.is_some() {
+            bail!(
+                "{}: --selected-recipe and --target-psnr choose among the recipes of a pre-analysis \
+                 file (`sd compress --analyze`); this is a single recipe",
+                path.display()
+            );
+        }
+        return recipe::parse_recipe(&text)
+            .map_err(|reason| anyhow::anyhow!("recipe {}: {reason}", path.display()));
+    }
+    let analysis = parse_pre_analysis(&text)
+        .map_err(|e| anyhow::anyhow!("pre-analysis {}: {e}", path.display()))?;
+    let (name, chosen) = analysis
+        .pick(args.selected_recipe.as_deref(), args.target_psnr)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let stats = &analysis.recipe_stats[name];
+    eprintln!(
+        "recipe {name}: {:.2} bits per weight, measured {:.1} dB",
+        stats.mean_bits, stats.psnr_db
+    );
+    let text = serde_json::to_string(chosen)?;
+    recipe::parse_recipe(&text)
+        .map_err(|reason| anyhow::anyhow!("{} recipe {name}: {reason}", path.display()))
+}
+
+/// A JSON file's text (a regular file of at most 64 MiB).
+fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() || meta.len() > 64 << 20 {
+        bail!("{}: not a regular file of at most 64 MiB", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `sd compress PKG --analyze -o FILE.json`.
+fn analyze(args: &Args) -> Result<()> {
+    if args.output.exists() && !args.force {
+        bail!("{} exists (--force replaces it)", args.output.display());
+    }
+    if args.output.exists() && !args.output.is_file() {
+        bail!(
+            "{} is not a regular file; not replaced",
+            args.output.display()
+        );
+    }
+    let options = AnalysisOptions {
+        bits: args.analysis_bits.clone(),
+        min_elements: args.min_elements,
+        recipes: args.num_recipes,
+        original_psnr: None,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:24.cyan/blue} {pos}/{len} [{elapsed}]")
+            .expect("the template is valid"),
+    );
+    let mut last_stage = String::new();
+    let result = sd_cli::analysis::analyze_package(&args.package, &options, &mut |e| {
+        let AnalysisEvent::Progress { stage, done, total } = e;
+        if stage != last_stage {
+            if bar.is_hidden() {
+                eprintln!("{stage}: {total} evaluations");
+            }
+            last_stage = stage.to_string();
+            bar.set_message(stage.to_string());
+            bar.set_length(total as u64);
+        }
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("analysing {}", args.package.display()))?;
+    bar.finish_and_clear();
+    let text = serde_json::to_string_pretty(&result)?;
+    let tmp = args.output.with_file_name(format!(
+        ".{}.tmp-{}",
+        args.output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "{} candidate weights in {:.1} s; original {:.1} dB, linear 8-bit {:.1} dB",
+        result.sizes.len(),
+        result.seconds,
+        result.baselines["original"],
+        result.baselines["linear_8bit"]
+    );
+    for (name, s) in &result.recipe_stats {
+        eprintln!(
+            "  {name}: {:.2} bits, {} bytes, {:.1} dB (threshold {:.1} dB)",
+            s.mean_bits, s.size_bytes, s.psnr_db, s.threshold_db
+        );
+    }
+    eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -44,6 +44,7 @@
 //! println!("{} (converted now: {})", entry.folder.display(), entry.converted);
 //! ```
 
+pub mod analysis;
 pub mod check;
 pub mod conversion;
 pub mod hub;

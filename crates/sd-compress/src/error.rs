@@ -39,4 +39,21 @@ pub enum CompressError {
         /// What is wrong.
         reason: String,
     },
+    /// A recipe names a weight the model does not have (or one too small to compress).
+    #[error(
+        "the recipe names `{name}`, which is no compressible weight of this model (a float const \
+         of rank ≥ 2 above the weight threshold){hint}"
+    )]
+    UnknownWeight {
+        /// The name.
+        name: String,
+        /// Similar names, when any.
+        hint: String,
+    },
+    /// The pre-analysis could not run (the model failed, or nothing to measure).
+    #[error("pre-analysis: {reason}")]
+    Analysis {
+        /// Why.
+        reason: String,
+    },
 }

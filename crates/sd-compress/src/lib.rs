@@ -14,6 +14,7 @@
 //! assert_eq!(c.assignment, [0, 0, 1, 1]);
 //! ```
 
+pub mod analysis;
 pub mod chunk;
 mod error;
 pub mod kmeans;

@@ -29,7 +29,8 @@ pub enum Granularity {
 /// Options of [`palettize`].
 #[derive(Debug, Clone)]
 pub struct PalettizeOptions {
-    /// Index width: 1, 2, 4, 6 or 8 bits (3 also from iOS18).
+    /// Index width: 1, 2, 4, 6 or 8 bits (3 also from iOS18); 16 leaves the weights that
+    /// `per_weight_bits` does not name uncompressed.
     pub nbits: u32,
     /// Only weights with more elements than this are palettized (coremltools: 2048).
     pub weight_threshold: usize,
@@ -219,13 +220,41 @@ pub fn palettize(
 ) -> Result<CompressReport, CompressError> {
     let f: &mut Function = program.main_mut().ok_or(CompressError::NoMain)?;
     let opset = f.opset;
-    check_bits(options.nbits, opset)?;
+    if options.nbits < 16 {
+        check_bits(options.nbits, opset)?;
+    }
     for &b in options.per_weight_bits.values() {
         if b < 16 {
             check_bits(b, opset)?;
         }
     }
     let tables = gather_tables(f);
+    let eligible: Vec<&str> = f
+        .operations
+        .iter()
+        .filter(|op| !op.outputs.is_empty() && !tables.contains(&op.outputs[0].name))
+        .filter(|op| candidate(op, options.weight_threshold).is_some())
+        .map(|op| op.name.as_str())
+        .collect();
+    let mut named: Vec<&String> = options.per_weight_bits.keys().collect();
+    named.sort();
+    if let Some(unknown) = named.into_iter().find(|n| !eligible.contains(&n.as_str())) {
+        let tail = unknown.rsplit(['.', '_', '/']).next().unwrap_or(unknown);
+        let similar: Vec<&str> = eligible
+            .iter()
+            .filter(|e| e.ends_with(tail))
+            .take(3)
+            .copied()
+            .collect();
+        return Err(CompressError::UnknownWeight {
+            name: unknown.clone(),
+            hint: if similar.is_empty() {
+                String::new()
+            } else {
+                format!("; similar: {}", similar.join(", "))
+            },
+        });
+    }
     let jobs: Vec<(usize, u32)> = f
         .operations
         .iter()

@@ -423,6 +423,37 @@ impl<B: RtBackend> Model<B> {
         self.precision
     }
 
+    /// Replaces the value of the tensor constant `name` (its output name in the program) for
+    /// the predictions that follow, e.g. to measure a model with one weight compressed; with
+    /// program precision an fp16 constant's values are rounded to fp16, as stored. Fails when
+    /// the planned model reads no such tensor or the element count differs.
+    pub fn replace_const(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        let fail = |reason: String| RuntimeError::Const {
+            name: name.to_string(),
+            reason,
+        };
+        let e = self
+            .consts
+            .iter_mut()
+            .find(|e| e.name == name && e.tensor.is_some())
+            .ok_or_else(|| fail("the planned model reads no such tensor constant".into()))?;
+        let n = e.ty.element_count();
+        if values.len() != n {
+            return Err(fail(format!("{} values for {} elements", values.len(), n)));
+        }
+        let mut vals = values.to_vec();
+        if e.ty.dtype == DType::F16 && self.precision == Precision::Program {
+            vals.iter_mut()
+                .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+        }
+        if e.floats.is_some() {
+            e.floats = Some(vals.clone());
+        }
+        let dt = e.ty.dtype;
+        e.tensor = Some(Val::new(from_vec::<B>(vals, &e.ty.shape, &self.device), dt));
+        Ok(())
+    }
+
     /// Number of executed ops after planning (consts and constexprs excluded).
     pub fn step_count(&self) -> usize {
         self.steps.len()

@@ -1,5 +1,6 @@
 //! `cargo xtask bench …`: benchmarks too large or too slow for criterion.
 
+mod compress;
 mod pipeline;
 mod rss;
 mod weights;
@@ -21,6 +22,9 @@ enum Bench {
     /// `Pipeline::load` and `generate` beside diffusers' StableDiffusionPipeline on the same CPU,
     /// with peak RSS and the PSNR of the two images.
     Pipeline(Box<pipeline::Args>),
+    /// k-means palettization of one package by `sd compress` and by coremltools'
+    /// `palettize_weights` in the same run: time, peak RSS, squared error per weight.
+    Compress(compress::Args),
 }
 
 /// Runs the chosen benchmark.
@@ -28,5 +32,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.bench {
         Bench::Weights(a) => weights::run(a),
         Bench::Pipeline(a) => pipeline::run(*a),
+        Bench::Compress(a) => compress::run(a),
     }
 }

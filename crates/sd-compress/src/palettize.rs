@@ -80,28 +80,32 @@ pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
     let parts: Vec<(Vec<f32>, Vec<u8>)> = values
         .par_chunks(block)
         .map(|chunk| {
-            let mut sorted: Vec<f32> = chunk.to_vec();
-            sorted.sort_by(f32::total_cmp);
-            let mut uniq: Vec<f64> = Vec::new();
-            let mut counts: Vec<f64> = Vec::new();
-            for &v in &sorted {
-                if uniq.last() == Some(&(v as f64)) {
-                    *counts.last_mut().expect("non-empty") += 1.0;
-                } else {
-                    uniq.push(v as f64);
-                    counts.push(1.0);
-                }
-            }
+            let (uniq, counts, index) = distinct_values(chunk);
             let c = optimal_kmeans_1d(&uniq, &counts, k);
             let mut lut: Vec<f32> = c.centroids.iter().map(|&x| x as f32).collect();
             lut.resize(k, 0.0);
-            let idx = chunk
-                .iter()
-                .map(|&v| {
-                    let u = uniq.partition_point(|&x| x < v as f64);
-                    c.assignment[u] as u8
-                })
-                .collect();
+            let idx = match index {
+                DistinctIndex::Fp16(slot) => {
+                    let cluster: Vec<u8> = slot
+                        .iter()
+                        .map(|&u| {
+                            if u == u32::MAX {
+                                0
+                            } else {
+                                c.assignment[u as usize] as u8
+                            }
+                        })
+                        .collect();
+                    chunk.iter().map(|&v| cluster[fp16_key(v)]).collect()
+                }
+                DistinctIndex::Sorted => chunk
+                    .iter()
+                    .map(|&v| {
+                        let u = uniq.partition_point(|&x| x < v as f64);
+                        c.assignment[u] as u8
+                    })
+                    .collect(),
+            };
             (lut, idx)
         })
         .collect();
@@ -125,6 +129,59 @@ fn check_bits(nbits: u32, opset: Opset) -> Result<(), CompressError> {
         });
     }
     Ok(())
+}
+
+/// How each value finds its distinct value.
+enum DistinctIndex {
+    /// Every value is an fp16 number: `slot[fp16_key(v)]` is its distinct value's index.
+    Fp16(Vec<u32>),
+    /// Binary search in the sorted distinct values.
+    Sorted,
+}
+
+/// The table key of an fp16-exact value: its fp16 bits, −0 taken as +0.
+fn fp16_key(v: f32) -> usize {
+    let bits = half::f16::from_f32(v).to_bits();
+    if bits == 0x8000 { 0 } else { bits as usize }
+}
+
+/// The distinct values of `chunk`, ascending, with how often each occurs (−0 and +0 are one
+/// value). fp16 weights — every value exact in fp16 — are counted in a 65536-entry table in
+/// one pass; others are sorted.
+fn distinct_values(chunk: &[f32]) -> (Vec<f64>, Vec<f64>, DistinctIndex) {
+    let exact = chunk.iter().all(|&v| half::f16::from_f32(v).to_f32() == v);
+    if exact {
+        let mut hist = vec![0u64; 1 << 16];
+        for &v in chunk {
+            hist[fp16_key(v)] += 1;
+        }
+        // Ascending: negatives from the most negative (bits 0xFBFF) to −min (0x8001), then
+        // +0 … the largest positive (0x7BFF).
+        let order = (0x8001..=0xFBFFusize).rev().chain(0..=0x7BFFusize);
+        let mut slot = vec![u32::MAX; 1 << 16];
+        let (mut uniq, mut counts) = (Vec::new(), Vec::new());
+        for bits in order {
+            if hist[bits] > 0 {
+                slot[bits] = uniq.len() as u32;
+                uniq.push(half::f16::from_bits(bits as u16).to_f64());
+                counts.push(hist[bits] as f64);
+            }
+        }
+        return (uniq, counts, DistinctIndex::Fp16(slot));
+    }
+    let mut sorted: Vec<f32> = chunk.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let mut uniq: Vec<f64> = Vec::new();
+    let mut counts: Vec<f64> = Vec::new();
+    for &v in &sorted {
+        if uniq.last() == Some(&(v as f64)) {
+            *counts.last_mut().expect("non-empty") += 1.0;
+        } else {
+            uniq.push(v as f64);
+            counts.push(1.0);
+        }
+    }
+    (uniq, counts, DistinctIndex::Sorted)
 }
 
 /// The `constexpr_lut_to_dense` op that replaces const `op` with a palettized form.
@@ -304,4 +361,44 @@ pub fn palettize(
     );
     sd_mil::graph::check_function(f).map_err(sd_mil::MilError::from)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fp16_table_finds_the_same_distinct_values_as_sorting() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let mut values: Vec<f32> = (0..20000)
+            .map(|_| half::f16::from_f32(next() * 0.05).to_f32())
+            .collect();
+        let tiny = half::f16::from_bits(1).to_f32();
+        values.extend([0.0, -0.0, 0.0, 65504.0, -65504.0, tiny, -tiny]);
+        let (u, c, index) = distinct_values(&values);
+        assert!(matches!(index, DistinctIndex::Fp16(_)));
+        // Not fp16-exact: the sorting path.
+        let mut shifted = values.clone();
+        shifted.push(1.0e-9);
+        let (u2, c2, index2) = distinct_values(&shifted);
+        assert!(matches!(index2, DistinctIndex::Sorted));
+        let i = u2.iter().position(|&x| x == 1.0e-9f32 as f64).unwrap();
+        let (mut u2, mut c2) = (u2, c2);
+        u2.remove(i);
+        c2.remove(i);
+        assert_eq!(u, u2);
+        assert_eq!(c, c2);
+        // And the palettes agree.
+        let p = palettize_values(&values, 4, 1);
+        let lut_of =
+            |x: f32| p.lut[p.indices[values.iter().position(|&v| v == x).unwrap()] as usize];
+        assert!(lut_of(65504.0) > lut_of(0.0) && lut_of(-65504.0) < lut_of(0.0));
+        assert_eq!(p.indices.len(), values.len());
+    }
 }

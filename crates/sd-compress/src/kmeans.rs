@@ -53,14 +53,16 @@ impl Prefix {
     }
 }
 
-/// Fills `cur[j]` (best cost of the first `j` points in one more cluster than `prev`) for
-/// `j` in `[lo, hi]`, knowing the optimal split for these `j` lies in `[opt_lo, opt_hi]`.
+/// Fills `cur[j − base]` (best cost of the first `j` points in one more cluster than `prev`)
+/// and `split[j − base]` for `j` in `[lo, hi]`, knowing the optimal split for these `j` lies
+/// in `[opt_lo, opt_hi]`.
 #[allow(clippy::too_many_arguments)]
 fn fill(
     p: &Prefix,
     prev: &[f64],
     cur: &mut [f64],
     split: &mut [usize],
+    base: usize,
     lo: usize,
     hi: usize,
     opt_lo: usize,
@@ -83,13 +85,31 @@ fn fill(
             best_i = i;
         }
     }
-    cur[mid] = best;
-    split[mid] = best_i;
-    if mid > lo {
-        fill(p, prev, cur, split, lo, mid - 1, opt_lo, best_i);
+    // The halves below and above `mid` write disjoint parts of `cur` and `split`, so large
+    // ranges fill them on two threads.
+    let (cur_lo, cur_rest) = cur.split_at_mut(mid - base);
+    let (split_lo, split_rest) = split.split_at_mut(mid - base);
+    cur_rest[0] = best;
+    split_rest[0] = best_i;
+    let (cur_hi, split_hi) = (&mut cur_rest[1..], &mut split_rest[1..]);
+    let below = |cur: &mut [f64], split: &mut [usize]| {
+        if mid > lo {
+            fill(p, prev, cur, split, base, lo, mid - 1, opt_lo, best_i);
+        }
+    };
+    let above = |cur: &mut [f64], split: &mut [usize]| {
+        fill(p, prev, cur, split, mid + 1, mid + 1, hi, best_i, opt_hi);
+    };
+    if hi - lo > PARALLEL_RANGE {
+        rayon::join(|| below(cur_lo, split_lo), || above(cur_hi, split_hi));
+    } else {
+        below(cur_lo, split_lo);
+        above(cur_hi, split_hi);
     }
-    fill(p, prev, cur, split, mid + 1, hi, best_i, opt_hi);
 }
+
+/// Ranges of more points than this are filled on two threads.
+const PARALLEL_RANGE: usize = 4096;
 
 /// Clusters `points` (strictly ascending, finite) with `weights` (> 0) into at most `k`
 /// clusters with the least weighted sum of squares. Returns `min(k, n)` clusters.
@@ -113,7 +133,7 @@ pub fn optimal_kmeans_1d(points: &[f64], weights: &[f64], k: usize) -> Clusters 
         let mut cur = vec![f64::INFINITY; n + 1];
         let mut split = vec![0; n + 1];
         // With c + 1 clusters, j ≥ c + 1 points are needed; split i ≥ c.
-        fill(&p, &prev, &mut cur, &mut split, c + 1, n, c, n - 1);
+        fill(&p, &prev, &mut cur, &mut split, 0, c + 1, n, c, n - 1);
         prev = cur;
         splits.push(split);
     }
@@ -163,6 +183,40 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64) / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn large_inputs_split_across_threads_match_the_quadratic_dynamic_program() {
+        let mut seed = 3;
+        let n = 5000;
+        let mut pts: Vec<f64> = (0..n).map(|_| lcg(&mut seed) * 4.0 - 2.0).collect();
+        pts.sort_by(f64::total_cmp);
+        pts.dedup();
+        let w: Vec<f64> = pts
+            .iter()
+            .map(|_| 1.0 + (lcg(&mut seed) * 3.0).floor())
+            .collect();
+        let p = Prefix::new(&pts, &w);
+        let n = pts.len();
+        for k in [2, 3] {
+            // best[c][j]: the first j points in c + 1 clusters, by plain O(k·n²) search.
+            let mut prev: Vec<f64> = (0..=n).map(|j| p.cost(0, j)).collect();
+            for c in 1..k {
+                let mut cur = vec![f64::INFINITY; n + 1];
+                for (j, best) in cur.iter_mut().enumerate().skip(c + 1) {
+                    *best = (c..j)
+                        .map(|i| prev[i] + p.cost(i, j))
+                        .fold(f64::INFINITY, f64::min);
+                }
+                prev = cur;
+            }
+            let got = optimal_kmeans_1d(&pts, &w, k).sse;
+            assert!(
+                (got - prev[n]).abs() <= 1e-9 * (1.0 + prev[n]),
+                "k={k}: {got} vs {}",
+                prev[n]
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod analysis;
 pub mod chunk;
 mod error;
 pub mod kmeans;
+mod lazy;
 pub mod palettize;
 pub mod quantize;
 pub mod recipe;

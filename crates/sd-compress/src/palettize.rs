@@ -7,11 +7,12 @@
 
 use crate::CompressError;
 use crate::kmeans::optimal_kmeans_1d;
-use crate::weights::{candidate, gather_tables, read_f32, stored_bytes, to_dtype_bytes};
+use crate::lazy::{LazyPalette, PalettePart, Part};
+use crate::weights::{candidate, check_finite, gather_tables, stored_bytes};
 use rayon::prelude::*;
-use sd_mil::blob::pack_bits;
 use sd_mil::{ConstValue, DType, Function, Operation, Opset, Program, TensorType, Var};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tracing::debug;
 
 /// How many tables a weight gets.
@@ -74,50 +75,145 @@ pub struct Palette {
 }
 
 /// Clusters `values` (laid out with `groups` equal leading blocks) into `2^nbits` entries per block.
+/// fp16 weights — every value exact in fp16 — go through [`palettize_fp16`]'s counting table
+/// (the same clusters as sorting, found in two passes); others are sorted.
 pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
     let k = 1usize << nbits;
-    let block = values.len() / groups;
-    let parts: Vec<(Vec<f32>, Vec<u8>)> = values
-        .par_chunks(block)
+    let parts = values
+        .par_chunks(values.len() / groups)
         .map(|chunk| {
-            let (uniq, counts, index) = distinct_values(chunk);
-            let c = optimal_kmeans_1d(&uniq, &counts, k);
-            let mut lut: Vec<f32> = c.centroids.iter().map(|&x| x as f32).collect();
-            lut.resize(k, 0.0);
-            let idx = match index {
-                DistinctIndex::Fp16(slot) => {
-                    let cluster: Vec<u8> = slot
-                        .iter()
-                        .map(|&u| {
-                            if u == u32::MAX {
-                                0
-                            } else {
-                                c.assignment[u as usize] as u8
-                            }
-                        })
-                        .collect();
-                    chunk.iter().map(|&v| cluster[fp16_key(v)]).collect()
-                }
-                DistinctIndex::Sorted => chunk
-                    .iter()
-                    .map(|&v| {
-                        let u = uniq.partition_point(|&x| x < v as f64);
-                        c.assignment[u] as u8
-                    })
-                    .collect(),
-            };
-            (lut, idx)
+            let exact = chunk
+                .par_iter()
+                .with_min_len(1 << 16)
+                .all(|&v| half::f16::from_f32(v).to_f32() == v);
+            if exact {
+                let bits: Vec<u16> = chunk
+                    .par_iter()
+                    .with_min_len(1 << 16)
+                    .map(|&v| half::f16::from_f32(v).to_bits())
+                    .collect();
+                fp16_block(&bits, k)
+            } else {
+                sorted_block(chunk, k)
+            }
         })
         .collect();
+    assemble(parts, k, groups, values.len())
+}
+
+/// [`palettize_values`] for an fp16 weight given as its bits (−0 and +0 are one value; a
+/// non-finite element, which callers refuse beforehand, gets index 0).
+pub fn palettize_fp16(bits: &[u16], nbits: u32, groups: usize) -> Palette {
+    let k = 1usize << nbits;
+    let parts = bits
+        .par_chunks(bits.len() / groups)
+        .map(|chunk| fp16_block(chunk, k))
+        .collect();
+    assemble(parts, k, groups, bits.len())
+}
+
+fn assemble(parts: Vec<(Vec<f32>, Vec<u8>)>, k: usize, groups: usize, n: usize) -> Palette {
     let mut p = Palette {
         lut: Vec::with_capacity(k * groups),
-        indices: Vec::with_capacity(values.len()),
+        indices: Vec::with_capacity(n),
     };
     for (l, i) in parts {
         p.lut.extend(l);
         p.indices.extend(i);
     }
     p
+}
+
+/// The counting-table key of fp16 bits: −0 taken as +0.
+fn fp16_key(bits: u16) -> usize {
+    if bits == 0x8000 { 0 } else { bits as usize }
+}
+
+/// One block of fp16 bits: count each value in a 65536-entry table, cluster the distinct
+/// values, and index every element through a table from bits to cluster.
+fn fp16_block(bits: &[u16], k: usize) -> (Vec<f32>, Vec<u8>) {
+    let hist = bits
+        .par_chunks(1 << 20)
+        .map(|part| {
+            let mut h = vec![0u64; 1 << 16];
+            for &b in part {
+                h[fp16_key(b)] += 1;
+            }
+            h
+        })
+        .reduce(
+            || vec![0u64; 1 << 16],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    // Ascending: negatives from the most negative (0xFBFF) to −min (0x8001), then +0 … the
+    // largest positive (0x7BFF); infinities and NaNs are left out.
+    let order = (0x8001..=0xFBFFusize).rev().chain(0..=0x7BFFusize);
+    let mut slot = vec![u32::MAX; 1 << 16];
+    let (mut uniq, mut counts) = (Vec::new(), Vec::new());
+    for b in order {
+        if hist[b] > 0 {
+            slot[b] = uniq.len() as u32;
+            uniq.push(half::f16::from_bits(b as u16).to_f64());
+            counts.push(hist[b] as f64);
+        }
+    }
+    let c = optimal_kmeans_1d(&uniq, &counts, k);
+    let cluster: Vec<u8> = slot
+        .iter()
+        .map(|&u| {
+            if u == u32::MAX {
+                0
+            } else {
+                c.assignment[u as usize] as u8
+            }
+        })
+        .collect();
+    let idx = bits
+        .par_iter()
+        .with_min_len(1 << 16)
+        .map(|&b| cluster[fp16_key(b)])
+        .collect();
+    (table(&c.centroids, k), idx)
+}
+
+/// One block of arbitrary values: sort, cluster the distinct values, binary-search each.
+fn sorted_block(chunk: &[f32], k: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut sorted: Vec<f32> = chunk.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let mut uniq: Vec<f64> = Vec::new();
+    let mut counts: Vec<f64> = Vec::new();
+    for &v in &sorted {
+        if uniq.last() == Some(&(v as f64)) {
+            *counts.last_mut().expect("non-empty") += 1.0;
+        } else {
+            uniq.push(v as f64);
+            counts.push(1.0);
+        }
+    }
+    drop(sorted);
+    let c = optimal_kmeans_1d(&uniq, &counts, k);
+    let idx = chunk
+        .iter()
+        .map(|&v| c.assignment[uniq.partition_point(|&x| x < v as f64)] as u8)
+        .collect();
+    (table(&c.centroids, k), idx)
+}
+
+/// A table of `k` entries: the centroids, then zeros.
+fn table(centroids: &[f64], k: usize) -> Vec<f32> {
+    let mut lut: Vec<f32> = centroids.iter().map(|&x| x as f32).collect();
+    lut.resize(k, 0.0);
+    lut
+}
+
+/// Tells each lazy palette which one the writer reads next (program order).
+fn link_in_order(palettes: &[Arc<LazyPalette>]) {
+    for w in palettes.windows(2) {
+        w[0].set_next(w[1].clone());
+    }
 }
 
 fn check_bits(nbits: u32, opset: Opset) -> Result<(), CompressError> {
@@ -131,59 +227,6 @@ fn check_bits(nbits: u32, opset: Opset) -> Result<(), CompressError> {
     Ok(())
 }
 
-/// How each value finds its distinct value.
-enum DistinctIndex {
-    /// Every value is an fp16 number: `slot[fp16_key(v)]` is its distinct value's index.
-    Fp16(Vec<u32>),
-    /// Binary search in the sorted distinct values.
-    Sorted,
-}
-
-/// The table key of an fp16-exact value: its fp16 bits, −0 taken as +0.
-fn fp16_key(v: f32) -> usize {
-    let bits = half::f16::from_f32(v).to_bits();
-    if bits == 0x8000 { 0 } else { bits as usize }
-}
-
-/// The distinct values of `chunk`, ascending, with how often each occurs (−0 and +0 are one
-/// value). fp16 weights — every value exact in fp16 — are counted in a 65536-entry table in
-/// one pass; others are sorted.
-fn distinct_values(chunk: &[f32]) -> (Vec<f64>, Vec<f64>, DistinctIndex) {
-    let exact = chunk.iter().all(|&v| half::f16::from_f32(v).to_f32() == v);
-    if exact {
-        let mut hist = vec![0u64; 1 << 16];
-        for &v in chunk {
-            hist[fp16_key(v)] += 1;
-        }
-        // Ascending: negatives from the most negative (bits 0xFBFF) to −min (0x8001), then
-        // +0 … the largest positive (0x7BFF).
-        let order = (0x8001..=0xFBFFusize).rev().chain(0..=0x7BFFusize);
-        let mut slot = vec![u32::MAX; 1 << 16];
-        let (mut uniq, mut counts) = (Vec::new(), Vec::new());
-        for bits in order {
-            if hist[bits] > 0 {
-                slot[bits] = uniq.len() as u32;
-                uniq.push(half::f16::from_bits(bits as u16).to_f64());
-                counts.push(hist[bits] as f64);
-            }
-        }
-        return (uniq, counts, DistinctIndex::Fp16(slot));
-    }
-    let mut sorted: Vec<f32> = chunk.to_vec();
-    sorted.sort_by(f32::total_cmp);
-    let mut uniq: Vec<f64> = Vec::new();
-    let mut counts: Vec<f64> = Vec::new();
-    for &v in &sorted {
-        if uniq.last() == Some(&(v as f64)) {
-            *counts.last_mut().expect("non-empty") += 1.0;
-        } else {
-            uniq.push(v as f64);
-            counts.push(1.0);
-        }
-    }
-    (uniq, counts, DistinctIndex::Sorted)
-}
-
 /// The `constexpr_lut_to_dense` op that replaces const `op` with a palettized form.
 fn lut_op(
     op: &Operation,
@@ -191,9 +234,9 @@ fn lut_op(
     nbits: u32,
     opset: Opset,
     granularity: Granularity,
-) -> Result<Operation, CompressError> {
+) -> Result<(Operation, Arc<LazyPalette>), CompressError> {
     let name = &op.name;
-    let values = read_f32(name, v)?;
+    check_finite(name, v)?;
     let groups = match granularity {
         Granularity::PerTensor => 1,
         Granularity::PerGroupedChannel { group_size } => {
@@ -215,9 +258,14 @@ fn lut_op(
             v.ty.shape[0] / group_size
         }
     };
-    let p = palettize_values(&values, nbits, groups);
     let k = 1usize << nbits;
-    let lut_bytes = to_dtype_bytes(&p.lut, v.ty.dtype);
+    let lazy = LazyPalette::new(name, v, nbits, groups);
+    let part = |part: Part| -> Arc<dyn sd_mil::TensorSource> {
+        Arc::new(PalettePart {
+            palette: lazy.clone(),
+            part,
+        })
+    };
     let mut attributes = BTreeMap::new();
     let mut inputs = Vec::new();
     if opset >= Opset::CoreML8 {
@@ -229,18 +277,18 @@ fn lut_op(
             6 => DType::U6,
             _ => DType::U8,
         };
-        let indices = ConstValue::from_bytes(
+        let indices = ConstValue::from_source(
             TensorType::new(idx_dtype, v.ty.shape.clone()),
-            pack_bits(&p.indices, nbits),
+            part(Part::Indices),
         )?;
         let mut lut_shape = vec![1; v.ty.rank() + 2];
         lut_shape[0] = groups;
         lut_shape[v.ty.rank()] = k;
-        let lut = ConstValue::from_bytes(TensorType::new(v.ty.dtype, lut_shape), lut_bytes)?;
+        let lut = ConstValue::from_source(TensorType::new(v.ty.dtype, lut_shape), part(Part::Lut))?;
         inputs.push(("indices".to_string(), vec![sd_mil::Binding::Value(indices)]));
         inputs.push(("lut".to_string(), vec![sd_mil::Binding::Value(lut)]));
     } else {
-        let packed = pack_bits(&p.indices, nbits);
+        let packed_len = lazy.len(Part::Indices);
         let shape: Vec<u8> =
             v.ty.shape
                 .iter()
@@ -248,24 +296,28 @@ fn lut_op(
                 .collect();
         attributes.insert(
             "lut".into(),
-            ConstValue::from_bytes(TensorType::new(v.ty.dtype, [k]), lut_bytes)?,
+            ConstValue::from_source(TensorType::new(v.ty.dtype, [k]), part(Part::Lut))?,
         );
         attributes.insert(
             "indices".into(),
-            ConstValue::from_bytes(TensorType::new(DType::U8, [packed.len()]), packed)?,
+            ConstValue::from_source(
+                TensorType::new(DType::U8, [packed_len]),
+                part(Part::Indices),
+            )?,
         );
         attributes.insert(
             "shape".into(),
             ConstValue::from_bytes(TensorType::new(DType::U32, [v.ty.rank()]), shape)?,
         );
     }
-    Ok(Operation {
+    let new_op = Operation {
         op_type: "constexpr_lut_to_dense".into(),
         name: name.clone(),
         inputs,
         outputs: vec![Var::new(op.outputs[0].name.clone(), v.ty.clone())],
         attributes,
-    })
+    };
+    Ok((new_op, lazy))
 }
 
 /// Palettizes every eligible weight of the program's `main` function in place: float consts of
@@ -334,20 +386,19 @@ pub fn palettize(
             (bits < 16).then_some((i, bits))
         })
         .collect();
-    let replaced: Vec<(usize, Operation, u64)> = jobs
+    let replaced: Vec<(usize, Operation, u64, Arc<LazyPalette>)> = jobs
         .par_iter()
         .map(|&(i, bits)| {
             let op = &f.operations[i];
             let v = op.const_value().expect("candidate is a const");
-            Ok((
-                i,
-                lut_op(op, v, bits, opset, options.granularity)?,
-                v.ty.storage_len() as u64,
-            ))
+            let (new_op, palette) = lut_op(op, v, bits, opset, options.granularity)?;
+            Ok((i, new_op, v.ty.storage_len() as u64, palette))
         })
         .collect::<Result<_, CompressError>>()?;
     let mut report = CompressReport::default();
-    for (i, new_op, before) in replaced {
+    let palettes: Vec<Arc<LazyPalette>> = replaced.iter().map(|r| r.3.clone()).collect();
+    link_in_order(&palettes);
+    for (i, new_op, before, _) in replaced {
         report.weights += 1;
         report.bytes_before += before;
         report.bytes_after += stored_bytes(&new_op);
@@ -368,7 +419,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fp16_table_finds_the_same_distinct_values_as_sorting() {
+    fn the_fp16_counting_table_gives_the_clusters_sorting_gives() {
         let mut seed = 11u64;
         let mut next = || {
             seed = seed
@@ -381,24 +432,16 @@ mod tests {
             .collect();
         let tiny = half::f16::from_bits(1).to_f32();
         values.extend([0.0, -0.0, 0.0, 65504.0, -65504.0, tiny, -tiny]);
-        let (u, c, index) = distinct_values(&values);
-        assert!(matches!(index, DistinctIndex::Fp16(_)));
-        // Not fp16-exact: the sorting path.
-        let mut shifted = values.clone();
-        shifted.push(1.0e-9);
-        let (u2, c2, index2) = distinct_values(&shifted);
-        assert!(matches!(index2, DistinctIndex::Sorted));
-        let i = u2.iter().position(|&x| x == 1.0e-9f32 as f64).unwrap();
-        let (mut u2, mut c2) = (u2, c2);
-        u2.remove(i);
-        c2.remove(i);
-        assert_eq!(u, u2);
-        assert_eq!(c, c2);
-        // And the palettes agree.
-        let p = palettize_values(&values, 4, 1);
-        let lut_of =
-            |x: f32| p.lut[p.indices[values.iter().position(|&v| v == x).unwrap()] as usize];
-        assert!(lut_of(65504.0) > lut_of(0.0) && lut_of(-65504.0) < lut_of(0.0));
-        assert_eq!(p.indices.len(), values.len());
+        let bits: Vec<u16> = values
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        for k in [2, 16, 64] {
+            let (lut_a, idx_a) = fp16_block(&bits, k);
+            let (lut_b, idx_b) = sorted_block(&values, k);
+            assert_eq!(lut_a, lut_b, "k={k}");
+            assert_eq!(idx_a, idx_b, "k={k}");
+        }
+        assert_eq!(palettize_values(&values, 4, 1), palettize_fp16(&bits, 4, 1));
     }
 }

@@ -38,6 +38,29 @@ pub fn read_f32(name: &str, v: &ConstValue) -> Result<Vec<f32>, CompressError> {
     Ok(data)
 }
 
+/// Fails when the weight holds a non-finite value (read straight from its fp16/fp32 bits; its
+/// pages released after, so checking a memory-mapped model does not make it resident).
+pub fn check_finite(name: &str, v: &ConstValue) -> Result<(), CompressError> {
+    let bytes = v.bytes()?;
+    let bad = match v.ty.dtype {
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7C00 == 0x7C00),
+        _ => bytes
+            .chunks_exact(4)
+            .position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+    };
+    drop(bytes);
+    v.release_pages();
+    match bad {
+        Some(i) => Err(CompressError::BadWeight {
+            name: name.into(),
+            reason: format!("non-finite value at element {i}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Values rounded to the weight's own element type, then back to f32 (LUTs and scales are
 /// stored in the weight's type).
 pub fn to_dtype_bytes(values: &[f32], dtype: DType) -> Vec<u8> {

@@ -255,6 +255,16 @@ impl ConstValue {
         })
     }
 
+    /// For a constant in a memory-mapped `weight.bin`: lets its pages leave this process's
+    /// resident set after a one-time read (see [`BlobFile::release`]); otherwise nothing.
+    pub fn release_pages(&self) {
+        if let ConstData::Blob { file, offset } = &self.data
+            && let Ok(blob) = file.blob(*offset)
+        {
+            file.release(&blob);
+        }
+    }
+
     /// Whether two constants have the same type and the same elements.
     pub fn same_contents(&self, other: &ConstValue) -> bool {
         if self.ty != other.ty {

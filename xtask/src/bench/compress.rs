@@ -102,8 +102,8 @@ pub fn run(a: Args) -> Result<()> {
         None
     } else {
         Some(ensure(
-            "coremltools-venv",
-            &root.join("xtask/check/requirements.txt"),
+            "coremltools-bench-venv",
+            &root.join("xtask/bench/requirements.txt"),
         )?)
     };
     let original = sd_mil::package::read_package(&a.package)

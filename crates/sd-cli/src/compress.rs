@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use sd_compress::analysis::{AnalysisEvent, AnalysisOptions, parse_pre_analysis};
 use sd_compress::{Granularity, PalettizeOptions, chunk, palettize, quantize_linear8, recipe};
 use sd_mil::package::{WriteOptions, read_package, write_package};
+use sd_runtime::pipeline::image::{read_input_file, write_file_atomic};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -130,7 +131,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// A recipe file: a plain {weight: bits} object, or one recipe of a pre-analysis file.
 fn read_any_recipe(path: &Path, args: &Args) -> Result<HashMap<String, u32>> {
-    let text = read_text(path)?;
+    let bytes = read_input_file(path, 64 << 20)?;
+    let text = String::from_utf8_lossy(&bytes);
     let is_analysis = serde_json::from_str::<serde_json::Value>(&text)
         .map(|v| v.get("recipes").is_some())
         .unwrap_or(false);
@@ -155,18 +157,12 @@ fn read_any_recipe(path: &Path, args: &Args) -> Result<HashMap<String, u32>> {
         "recipe {name}: {:.2} bits per weight, measured {:.1} dB",
         stats.mean_bits, stats.psnr_db
     );
-    let text = serde_json::to_string(chosen)?;
-    recipe::parse_recipe(&text)
+    let widths: Vec<(&str, serde_json::Value)> = chosen
+        .iter()
+        .map(|(k, b)| (k.as_str(), (*b).into()))
+        .collect();
+    recipe::checked_recipe(widths.iter().map(|(k, v)| (*k, v)))
         .map_err(|reason| anyhow::anyhow!("{} recipe {name}: {reason}", path.display()))
-}
-
-/// A JSON file's text (a regular file of at most 64 MiB).
-fn read_text(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_file() || meta.len() > 64 << 20 {
-        bail!("{}: not a regular file of at most 64 MiB", path.display());
-    }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// `sd compress PKG --analyze -o FILE.json`.
@@ -207,17 +203,7 @@ fn analyze(args: &Args) -> Result<()> {
     .with_context(|| format!("analysing {}", args.package.display()))?;
     bar.finish_and_clear();
     let text = serde_json::to_string_pretty(&result)?;
-    let tmp = args.output.with_file_name(format!(
-        ".{}.tmp-{}",
-        args.output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    write_file_atomic(&args.output, text.as_bytes())?;
     eprintln!(
         "{} candidate weights in {:.1} s; original {:.1} dB, linear 8-bit {:.1} dB",
         result.sizes.len(),

@@ -62,25 +62,28 @@ impl ModelArgs {
                 name: None,
             }),
             (None, Some(m)) => {
-                let local = localize(m, self.revision.as_deref(), self.variant.as_deref())?;
-                let (name, tokenizer) = match &local {
-                    Local::Path(p) => (model_name(p), None),
-                    Local::Hub(f) => (f.repo.clone(), f.tokenizer.clone()),
-                };
-                let folder = match &local {
-                    Local::Hub(f) if f.kind == RepoKind::CoreMl => f.path.clone(),
+                let models = match localize(m, self.revision.as_deref(), self.variant.as_deref())? {
+                    Local::Path(p) => Models {
+                        folder: convert_on_first_use(&p)?,
+                        tokenizer: None,
+                        name: Some(model_name(&p)),
+                    },
                     Local::Hub(f) if f.kind == RepoKind::Component => bail!(
                         "{} is a single diffusers model (a config.json and its weights, such as a \
                          ControlNet), not a pipeline; name a pipeline or a folder of Core ML packages",
                         f.repo
                     ),
-                    _ => convert_on_first_use(local.path())?,
+                    Local::Hub(f) => Models {
+                        folder: if f.kind == RepoKind::CoreMl {
+                            f.path.clone()
+                        } else {
+                            convert_on_first_use(&f.path)?
+                        },
+                        tokenizer: f.tokenizer,
+                        name: Some(f.repo),
+                    },
                 };
-                Ok(Models {
-                    folder,
-                    tokenizer,
-                    name: Some(name),
-                })
+                Ok(models)
             }
             (None, None) => bail!("name the models: --resource-path DIR or --model DIR|FILE|ID"),
             (Some(_), Some(_)) => bail!("give --resource-path or --model, not both"),

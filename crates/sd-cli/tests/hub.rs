@@ -6,7 +6,7 @@
 
 mod hub_support;
 
-use hub_support::{Fault, HubServer, Repo, root};
+use hub_support::{Fault, HubServer, Repo, root, tiny_file};
 use sd_cli::hub::{HubConfig, HubError, HubEvent, HubRequest, RepoKind, fetch};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,11 +88,7 @@ fn downloads_only_what_the_model_needs_in_the_shared_layout_then_hits_the_cache(
             target.is_relative() && target.starts_with(".."),
             "{f} -> {target:?}"
         );
-        assert_eq!(
-            std::fs::read(&link).unwrap(),
-            std::fs::read(root().join("fixtures/models/sd1-tiny").join(f)).unwrap(),
-            "{f}"
-        );
+        assert_eq!(std::fs::read(&link).unwrap(), tiny_file(f), "{f}");
     }
     assert_eq!(
         std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
@@ -138,9 +134,7 @@ fn downloads_only_what_the_model_needs_in_the_shared_layout_then_hits_the_cache(
 fn a_dropped_connection_resumes_where_it_stopped() {
     let server = server_with_tiny();
     let cache = fresh_cache("resume");
-    let size = std::fs::metadata(root().join("fixtures/models/sd1-tiny").join(UNET))
-        .unwrap()
-        .len() as usize;
+    let size = tiny_file(UNET).len();
     server.fault(
         TINY,
         UNET,
@@ -179,7 +173,7 @@ fn a_dropped_connection_resumes_where_it_stopped() {
     );
     assert_eq!(
         std::fs::read(got.snapshot.join(UNET)).unwrap(),
-        std::fs::read(root().join("fixtures/models/sd1-tiny").join(UNET)).unwrap()
+        tiny_file(UNET)
     );
 }
 
@@ -187,9 +181,7 @@ fn a_dropped_connection_resumes_where_it_stopped() {
 fn a_run_that_gives_up_keeps_its_part_for_the_next_run_and_nothing_else() {
     let server = server_with_tiny();
     let cache = fresh_cache("next-run");
-    let size = std::fs::metadata(root().join("fixtures/models/sd1-tiny").join(UNET))
-        .unwrap()
-        .len() as usize;
+    let size = tiny_file(UNET).len();
     server.fault(
         TINY,
         UNET,
@@ -238,7 +230,7 @@ fn a_run_that_gives_up_keeps_its_part_for_the_next_run_and_nothing_else() {
     );
     assert_eq!(
         std::fs::read(got.snapshot.join(UNET)).unwrap(),
-        std::fs::read(root().join("fixtures/models/sd1-tiny").join(UNET)).unwrap()
+        tiny_file(UNET)
     );
     assert!(
         !files_under(&repo_dir.join("blobs"))

@@ -7,7 +7,7 @@
 
 mod hub_support;
 
-use hub_support::{HubServer, Repo, root};
+use hub_support::{HubServer, Repo, root, tiny_file};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -336,9 +336,7 @@ fn a_download_killed_midway_leaves_no_partial_file_in_the_snapshot_and_the_rerun
     let server = server();
     let home = scratch("home-killed");
     let unet = "unet/diffusion_pytorch_model.fp16.safetensors";
-    let size = std::fs::metadata(root().join("fixtures/models/sd1-tiny").join(unet))
-        .unwrap()
-        .len() as usize;
+    let size = tiny_file(unet).len();
     server.fault(
         "tiny/sd1-tiny",
         unet,

@@ -89,14 +89,11 @@ impl LazyPalette {
     /// Bytes of a part.
     pub(crate) fn len(&self, part: Part) -> usize {
         match part {
-            Part::Lut => {
-                let size = if self.weight.ty.dtype == DType::F16 {
-                    2
-                } else {
-                    4
-                };
-                (1usize << self.nbits) * self.groups * size
-            }
+            Part::Lut => self
+                .weight
+                .ty
+                .dtype
+                .storage_len((1usize << self.nbits) * self.groups),
             Part::Indices => (self.weight.ty.element_count() * self.nbits as usize).div_ceil(8),
         }
     }

@@ -82,19 +82,18 @@ pub fn palettize_values(values: &[f32], nbits: u32, groups: usize) -> Palette {
     let parts = values
         .par_chunks(values.len() / groups)
         .map(|chunk| {
-            let exact = chunk
+            // The fp16 bits of every value, when every value is exact in fp16.
+            let bits: Option<Vec<u16>> = chunk
                 .par_iter()
                 .with_min_len(1 << 16)
-                .all(|&v| half::f16::from_f32(v).to_f32() == v);
-            if exact {
-                let bits: Vec<u16> = chunk
-                    .par_iter()
-                    .with_min_len(1 << 16)
-                    .map(|&v| half::f16::from_f32(v).to_bits())
-                    .collect();
-                fp16_block(&bits, k)
-            } else {
-                sorted_block(chunk, k)
+                .map(|&v| {
+                    let h = half::f16::from_f32(v);
+                    (h.to_f32() == v).then(|| h.to_bits())
+                })
+                .collect();
+            match bits {
+                Some(bits) => fp16_block(&bits, k),
+                None => sorted_block(chunk, k),
             }
         })
         .collect();

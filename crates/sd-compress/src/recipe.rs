@@ -21,9 +21,17 @@ pub fn parse_recipe(text: &str) -> Result<HashMap<String, u32>, String> {
     let obj = v
         .as_object()
         .ok_or("a recipe is a JSON object {weight name: bits}")?;
-    obj.iter()
+    checked_recipe(obj.iter().map(|(k, v)| (k.as_str(), v)))
+}
+
+/// A recipe from `(weight name, bits)` pairs, every width checked as [`parse_recipe`] does.
+pub fn checked_recipe<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a serde_json::Value)>,
+) -> Result<HashMap<String, u32>, String> {
+    pairs
+        .into_iter()
         .map(|(k, v)| match v.as_u64() {
-            Some(b @ (1 | 2 | 3 | 4 | 6 | 8 | 16 | 32)) => Ok((k.clone(), b as u32)),
+            Some(b @ (1 | 2 | 3 | 4 | 6 | 8 | 16 | 32)) => Ok((k.to_string(), b as u32)),
             _ => Err(format!("`{k}`: {v} is not a supported bit width")),
         })
         .collect()

@@ -2,7 +2,7 @@
 //! (`/api/models/{id}/revision/{rev}?blobs=true`, with sizes and checksums) and a file's
 //! contents (`/{id}/resolve/{commit}/{path}`, with `Range` to resume). HTTP by `ureq`.
 
-use super::repo::{FileHash, Listing, RepoFile, RepoId, check_file_path, is_commit};
+use super::repo::{FileHash, Listing, RepoFile, RepoId, check_file_path, is_commit, is_hex};
 use super::{HubConfig, HubError};
 use serde::Deserialize;
 use std::time::Duration;
@@ -254,12 +254,6 @@ struct Sibling {
 struct Lfs {
     sha256: String,
     size: u64,
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Reads and checks the JSON of a revision listing.

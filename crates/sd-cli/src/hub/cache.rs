@@ -15,7 +15,7 @@
 
 use super::HubError;
 use super::error::io;
-use super::repo::{FileHash, Listing, RepoFile, RepoId, check_file_path, is_commit};
+use super::repo::{FileHash, Listing, RepoFile, RepoId, check_file_path, is_commit, is_hex};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -84,9 +84,8 @@ impl RepoCache {
         let path = self.dir.join("refs").join(revision);
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-        let tmp = temp_beside(&path);
-        std::fs::write(&tmp, commit).map_err(io("writing", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("writing", &path))
+        sd_runtime::pipeline::image::write_file_atomic(&path, commit.as_bytes())
+            .map_err(|e| io("writing", &path)(std::io::Error::other(e)))
     }
 
     /// Whether the snapshot of `commit` has `file`: a link to its blob, or a regular file
@@ -150,10 +149,12 @@ impl RepoCache {
                 } else if meta.is_file() {
                     let hash = std::fs::read_link(&full).ok().and_then(|t| {
                         let n = t.file_name()?.to_str()?.to_string();
-                        match n.len() {
-                            64 => Some(FileHash::Sha256(n)),
-                            40 => Some(FileHash::GitBlob(n)),
-                            _ => None,
+                        if is_hex(&n, 64) {
+                            Some(FileHash::Sha256(n))
+                        } else if is_hex(&n, 40) {
+                            Some(FileHash::GitBlob(n))
+                        } else {
+                            None
                         }
                     });
                     files.push(RepoFile {
@@ -193,11 +194,8 @@ pub(crate) fn temp_beside(path: &Path) -> PathBuf {
 
 /// A small regular file's text (refs), `None` when absent or not a small regular file.
 fn read_small(path: &Path) -> Option<String> {
-    let m = std::fs::metadata(path).ok()?;
-    if !m.is_file() || m.len() > 4096 {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()
+    let bytes = sd_runtime::pipeline::image::read_input_file(path, 4096).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(unix)]

@@ -113,17 +113,14 @@ fn read_token(path: PathBuf) -> Result<Option<String>, ConfigError> {
     match std::fs::metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ConfigError::TokenFile { path, source }),
-        Ok(m) if !m.is_file() || m.len() > MAX_TOKEN_FILE => {
-            return Err(ConfigError::TokenFile {
-                path,
-                source: std::io::Error::other("not a regular file of at most 64 KiB"),
-            });
-        }
         Ok(_) => {}
     }
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(Some(t.trim().to_string())),
-        Err(source) => Err(ConfigError::TokenFile { path, source }),
+    match sd_runtime::pipeline::image::read_input_file(&path, MAX_TOKEN_FILE) {
+        Ok(t) => Ok(Some(String::from_utf8_lossy(&t).trim().to_string())),
+        Err(e) => Err(ConfigError::TokenFile {
+            path,
+            source: std::io::Error::other(e),
+        }),
     }
 }
 

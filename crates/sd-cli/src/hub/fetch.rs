@@ -3,8 +3,7 @@
 
 use super::api::HubClient;
 use super::cache::RepoCache;
-use super::download::fetch_file;
-use super::error::io;
+use super::download::Transfer;
 use super::repo::{Listing, RepoFile, RepoId, check_file_path, check_revision, parent};
 use super::select::{RepoKind, Selection, select};
 use super::{HubConfig, HubError};
@@ -154,16 +153,25 @@ pub fn fetch(
         on_event(&HubEvent::Note(n));
     }
     let commit = listing.commit.clone();
-    let mut files: Vec<&RepoFile> = selection
+    // Each file with whether the snapshot has it already (looked up once).
+    let mut files: Vec<(&RepoFile, bool)> = selection
         .files
         .iter()
         .map(|p| listing.file(p).expect("selected from the listing"))
+        .map(|f| (f, cache.has(&commit, f)))
         .collect();
     let bytes = files
         .iter()
-        .filter(|f| !cache.has(&commit, f))
-        .map(|f| f.size.unwrap_or(0))
+        .filter(|(_, cached)| !cached)
+        .map(|(f, _)| f.size.unwrap_or(0))
         .sum();
+    let transfer = Transfer {
+        client: &client,
+        config,
+        cache: &cache,
+        repo: &repo,
+        commit: &commit,
+    };
     on_event(&HubEvent::Resolved {
         commit: &commit,
         files: files.len(),
@@ -172,14 +180,14 @@ pub fn fetch(
     let mut downloaded = 0;
     let mut i = 0;
     while i < files.len() {
-        let f = files[i];
-        if cache.has(&commit, f) {
+        let (f, cached) = files[i];
+        if cached {
             on_event(&HubEvent::FileDone {
                 path: &f.path,
                 size: f.size.unwrap_or(0),
                 downloaded: false,
             });
-        } else if fetch_file(&client, config, &cache, &repo, &commit, f, on_event)? {
+        } else if transfer.fetch_file(f, on_event)? {
             downloaded += 1;
         }
         if selection.indexes.contains(&f.path) {
@@ -188,8 +196,8 @@ pub fn fetch(
                     repo: repo.to_string(),
                     reason: format!("{} names {shard}, which the repository lacks", f.path),
                 })?;
-                if !files.iter().any(|g| g.path == file.path) {
-                    files.push(file);
+                if !files.iter().any(|(g, _)| g.path == file.path) {
+                    files.push((file, cache.has(&commit, file)));
                 }
             }
         }
@@ -209,17 +217,14 @@ fn shards(
     path: &str,
 ) -> Result<Vec<String>, HubError> {
     let full = cache.snapshot(commit).join(path);
-    let meta = std::fs::metadata(&full).map_err(io("reading", &full))?;
     let bad = |reason: String| HubError::NotAModel {
         repo: repo.to_string(),
         reason: format!("{path}: {reason}"),
     };
-    if meta.len() > MAX_INDEX_BYTES {
-        return Err(bad(format!("over {MAX_INDEX_BYTES} bytes")));
-    }
-    let text = std::fs::read_to_string(&full).map_err(io("reading", &full))?;
+    let bytes = sd_runtime::pipeline::image::read_input_file(&full, MAX_INDEX_BYTES)
+        .map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     let names =
         sd_convert::weights::shard_names(&value).ok_or_else(|| bad("no `weight_map`".into()))?;
     let dir = parent(path);

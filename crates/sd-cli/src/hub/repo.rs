@@ -78,11 +78,16 @@ pub fn check_revision(revision: &str) -> Result<(), HubError> {
     }
 }
 
-/// Whether `s` is a full commit hash (40 lowercase hex digits).
-pub fn is_commit(s: &str) -> bool {
-    s.len() == 40
+/// Whether `s` is `len` lowercase hex digits.
+pub fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `s` is a full commit hash (40 lowercase hex digits).
+pub fn is_commit(s: &str) -> bool {
+    is_hex(s, 40)
 }
 
 /// The checksum the Hub reports for a file, also its blob name in the cache.

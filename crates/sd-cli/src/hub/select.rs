@@ -14,7 +14,7 @@
 
 use super::HubError;
 use super::repo::{Listing, file_name, parent};
-use sd_convert::weights::component_weight_names;
+use sd_convert::weights::{WEIGHT_STEMS, component_weight_names};
 
 /// What kind of model a selection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,13 +342,14 @@ fn diffusers(
         return Err(HubError::NotAModel {
             repo: repo.into(),
             reason: format!(
-                "{} {} config.json but no weights{} (diffusion_pytorch_model|model|pytorch_model{v}\
-                 .safetensors or .bin, or their .index.json)",
+                "{} {} config.json but no weights{} ({}{v}.safetensors or .bin, or their \
+                 .index.json)",
                 missing.join(", "),
                 if missing.len() == 1 { "has" } else { "have" },
                 weight_variant
                     .map(|v| format!(" of variant `{v}`"))
                     .unwrap_or_default(),
+                WEIGHT_STEMS.join("|"),
             ),
         });
     }
@@ -377,9 +378,7 @@ fn choices(listing: &Listing) -> String {
                 .strip_suffix(".safetensors")
                 .or_else(|| n.strip_suffix(".bin"))?;
             let (base, v) = stem.rsplit_once('.')?;
-            ["diffusion_pytorch_model", "model", "pytorch_model"]
-                .contains(&base)
-                .then(|| v.to_string())
+            WEIGHT_STEMS.contains(&base).then(|| v.to_string())
         })
         .collect();
     variants.sort();
@@ -390,11 +389,7 @@ fn choices(listing: &Listing) -> String {
             .files
             .iter()
             .filter(|f| !f.path.contains('/'))
-            .filter(|f| {
-                [".safetensors", ".ckpt"]
-                    .iter()
-                    .any(|e| f.path.ends_with(e))
-            })
+            .filter(|f| CHECKPOINT_ENDINGS.iter().any(|e| f.path.ends_with(e)))
             .map(|f| f.path.clone()),
     );
     if out.is_empty() {

@@ -19,6 +19,11 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The bytes of `path` in the tiny diffusers fixture (`fixtures/models/sd1-tiny`).
+pub fn tiny_file(path: &str) -> Vec<u8> {
+    std::fs::read(root().join("fixtures/models/sd1-tiny").join(path)).unwrap()
+}
+
 /// A repository the server holds.
 #[derive(Clone, Default)]
 pub struct Repo {

@@ -306,7 +306,7 @@ pub struct WeightStore {
 }
 
 /// File stems diffusers and transformers use for a component's weights.
-const STEMS: &[&str] = &["diffusion_pytorch_model", "model", "pytorch_model"];
+pub const WEIGHT_STEMS: &[&str] = &["diffusion_pytorch_model", "model", "pytorch_model"];
 
 /// The file names a diffusers component folder's weights may have, in the order
 /// [`WeightStore::open_component`] looks for them (diffusers' order): for each variant
@@ -321,7 +321,7 @@ pub fn component_weight_names(variant: Option<&str>) -> Vec<String> {
     let mut names = Vec::new();
     for v in &variants {
         for ext in ["safetensors", "bin"] {
-            for stem in STEMS {
+            for stem in WEIGHT_STEMS {
                 let base = match v {
                     Some(v) => format!("{stem}.{v}.{ext}"),
                     None => format!("{stem}.{ext}"),
@@ -397,7 +397,7 @@ impl WeightStore {
                     variant
                         .map(|v| format!(" of variant `{v}`"))
                         .unwrap_or_default(),
-                    STEMS.join("|"),
+                    WEIGHT_STEMS.join("|"),
                     variant.map(|v| format!(".{v}")).unwrap_or_default(),
                 ),
             ),

@@ -1,13 +1,13 @@
 //! `sd compress PACKAGE -o OUT`: palettize or quantize a package's weights, and/or cut it into
 //! two chunks, as Apple's `--quantize-nbits` / mixed-bit recipes / `--chunk-unet` do.
 
+use crate::recipe_file::{RecipeChoice, read_recipe};
 use anyhow::{Context, Result, bail};
-use sd_compress::analysis::{AnalysisEvent, AnalysisOptions, parse_pre_analysis};
-use sd_compress::{Granularity, PalettizeOptions, chunk, palettize, quantize_linear8, recipe};
+use sd_compress::analysis::{AnalysisEvent, AnalysisOptions};
+use sd_compress::{Granularity, PalettizeOptions, chunk, palettize, quantize_linear8};
 use sd_mil::package::{WriteOptions, read_package, write_package};
-use sd_runtime::pipeline::image::{read_input_file, write_file_atomic};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use sd_runtime::pipeline::image::write_file_atomic;
+use std::path::PathBuf;
 
 /// Arguments of `sd compress`.
 #[derive(clap::Args)]
@@ -88,7 +88,11 @@ pub fn run(args: Args) -> Result<()> {
             opts.granularity = Granularity::PerGroupedChannel { group_size: g };
         }
         if let Some(r) = &args.recipe {
-            opts.per_weight_bits = read_any_recipe(r, &args)?;
+            let choice = RecipeChoice {
+                selected: args.selected_recipe.as_deref(),
+                target_psnr: args.target_psnr,
+            };
+            opts.per_weight_bits = read_recipe(r, choice)?;
         }
         let r = palettize(&mut model.program, &opts)?;
         eprintln!(
@@ -127,42 +131,6 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("wrote {}", args.output.display());
     }
     Ok(())
-}
-
-/// A recipe file: a plain {weight: bits} object, or one recipe of a pre-analysis file.
-fn read_any_recipe(path: &Path, args: &Args) -> Result<HashMap<String, u32>> {
-    let bytes = read_input_file(path, 64 << 20)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let is_analysis = serde_json::from_str::<serde_json::Value>(&text)
-        .map(|v| v.get("recipes").is_some())
-        .unwrap_or(false);
-    if !is_analysis {
-        if args.selected_recipe.is_some() || args.target_psnr.is_some() {
-            bail!(
-                "{}: --selected-recipe and --target-psnr choose among the recipes of a pre-analysis \
-                 file (`sd compress --analyze`); this is a single recipe",
-                path.display()
-            );
-        }
-        return recipe::parse_recipe(&text)
-            .map_err(|reason| anyhow::anyhow!("recipe {}: {reason}", path.display()));
-    }
-    let analysis = parse_pre_analysis(&text)
-        .map_err(|e| anyhow::anyhow!("pre-analysis {}: {e}", path.display()))?;
-    let (name, chosen) = analysis
-        .pick(args.selected_recipe.as_deref(), args.target_psnr)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let stats = &analysis.recipe_stats[name];
-    eprintln!(
-        "recipe {name}: {:.2} bits per weight, measured {:.1} dB",
-        stats.mean_bits, stats.psnr_db
-    );
-    let widths: Vec<(&str, serde_json::Value)> = chosen
-        .iter()
-        .map(|(k, b)| (k.as_str(), (*b).into()))
-        .collect();
-    recipe::checked_recipe(widths.iter().map(|(k, v)| (*k, v)))
-        .map_err(|reason| anyhow::anyhow!("{} recipe {name}: {reason}", path.display()))
 }
 
 /// `sd compress PKG --analyze -o FILE.json`.

@@ -3,10 +3,11 @@
 
 use crate::hub_fetch::{Local, localize};
 use crate::progress::ModelProgress;
+use crate::recipe_file::{RecipeChoice, read_recipe};
 use anyhow::{Result, bail};
 use sd_cli::check::CheckRow;
 use sd_cli::conversion::{
-    CheckOptions, ComponentSelection, ConversionEvent, ConversionJob, ConversionOptions,
+    CheckOptions, ComponentSelection, ConversionEvent, ConversionJob, ConversionOptions, chunks,
     needs_no_model, run_job,
 };
 use sd_cli::hub::RepoKind;
@@ -103,6 +104,17 @@ pub struct Args {
     /// Palettize text encoder, UNet and ControlNet weights with optimal k-means (1, 2, 4, 6, 8).
     #[arg(long)]
     quantize_nbits: Option<u8>,
+    /// Palettize the UNet (and control-unet) by a mixed-bit recipe: a JSON {weight name: bits},
+    /// or a pre-analysis file (`sd compress --analyze`) with --selected-recipe or --target-psnr.
+    /// Weights it does not name use --quantize-nbits, or stay uncompressed without it
+    #[arg(long, value_name = "RECIPE.json", alias = "pre-analysis-json-path")]
+    mixed_bit_recipe: Option<PathBuf>,
+    /// The recipe of a pre-analysis file to apply, by name (`recipe_4.50_bit_mixedpalette`).
+    #[arg(long, requires = "mixed_bit_recipe", conflicts_with = "target_psnr")]
+    selected_recipe: Option<String>,
+    /// Apply the smallest recipe of a pre-analysis file whose measured PSNR reaches this (dB).
+    #[arg(long, requires = "mixed_bit_recipe")]
+    target_psnr: Option<f64>,
     /// Also write the UNet as two chunks (`…_unet_chunk1/2.mlpackage`), after compression.
     #[arg(long)]
     chunk_unet: bool,
@@ -132,6 +144,19 @@ impl Args {
             multilingual_projection: self.convert_multilingual_projection.clone(),
         };
         let components = selection.components()?;
+        let unet_recipe = match &self.mixed_bit_recipe {
+            None => None,
+            Some(path) => {
+                if !components.iter().any(chunks) {
+                    bail!("--mixed-bit-recipe applies to the UNet: give --convert-unet");
+                }
+                let choice = RecipeChoice {
+                    selected: self.selected_recipe.as_deref(),
+                    target_psnr: self.target_psnr,
+                };
+                Some(read_recipe(path, choice)?)
+            }
+        };
         let (model, variant) = self.local_model(&components)?;
         let convert = ConvertOptions {
             attention: self.attention_implementation.parse::<AttentionImpl>()?,
@@ -166,6 +191,7 @@ impl Args {
             options: ConversionOptions {
                 convert,
                 quantize_nbits: self.quantize_nbits,
+                unet_recipe,
                 chunk_unet: self.chunk_unet,
                 force: self.force,
                 check,

@@ -9,6 +9,7 @@ mod hub_fetch;
 mod inspect;
 mod model_args;
 mod progress;
+mod recipe_file;
 mod run;
 mod serve;
 

@@ -7,6 +7,9 @@ use sd_compress::analysis::{PreAnalysis, parse_pre_analysis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod output_support;
+use output_support::{failed, ok};
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -23,16 +26,6 @@ fn sd(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn failed(o: Output) -> String {
-    assert!(!o.status.success(), "sd succeeded");
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The PSNR of `package` against the uncompressed UNet in fp32 on the analysis inputs.

@@ -3,7 +3,10 @@
 //! The points are the distinct values of a tensor weighted by how often each occurs, as
 //! coremltools clusters fp16 weights. Row `k` of the table holds the least within-cluster sum of
 //! squares for the first `j` points in `k` clusters; each row is filled by divide and conquer,
-//! which is exact because the optimal split point is monotone in `j`. Cost: O(k · n · log n).
+//! which is exact because the optimal split point is monotone in `j` — and, row to row, never
+//! moves left (the last cluster only shrinks as clusters are added), which bounds each search
+//! from below. Each search is a vectorized scan (AVX2 / AVX-512 when the CPU has them) and
+//! small blocks are scanned without recursion. Cost: O(k · n · log n).
 
 /// The clustering of sorted weighted points.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +56,101 @@ impl Prefix {
     }
 }
 
+/// The least `prev[i] + cost(i, j)` over `i` in `lo..=hi` (all below `j`) and the first `i`
+/// that reaches it, in an AVX-512 or AVX2 copy when the CPU has one (detected at run time).
+/// Every copy computes each candidate with the same operations, so all give the same answer.
+fn best_split(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) -> (f64, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) -> (f64, usize) {
+            best_split_lanes(p, prev, j, lo, hi)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) -> (f64, usize) {
+            best_split_lanes(p, prev, j, lo, hi)
+        }
+        if hi >= lo + LANES {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the feature `avx512` was compiled for.
+                return unsafe { avx512(p, prev, j, lo, hi) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the feature `avx2` was compiled for.
+                return unsafe { avx2(p, prev, j, lo, hi) };
+            }
+        }
+    }
+    best_split_lanes(p, prev, j, lo, hi)
+}
+
+/// Independent minima kept by [`best_split_lanes`], so that LLVM vectorizes the search.
+const LANES: usize = 8;
+
+/// [`best_split`]'s search: `LANES` running minima (each keeps its first index), then the
+/// least of them, ties to the smaller index — the first minimum of the plain scan.
+#[inline(always)]
+fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) -> (f64, usize) {
+    if hi < lo {
+        return (f64::INFINITY, lo);
+    }
+    let (wj, s1j, s2j) = (p.w[j], p.s1[j], p.s2[j]);
+    let candidate = |i: usize| {
+        let d1 = s1j - p.s1[i];
+        prev[i] + ((s2j - p.s2[i]) - d1 * d1 / (wj - p.w[i])).max(0.0)
+    };
+    let mut best = [f64::INFINITY; LANES];
+    let mut arg = [lo as u64; LANES];
+    let count = hi + 1 - lo;
+    let full = lo + count / LANES * LANES;
+    let (pv, w, s1, s2) = (
+        &prev[lo..full],
+        &p.w[lo..full],
+        &p.s1[lo..full],
+        &p.s2[lo..full],
+    );
+    for c in 0..count / LANES {
+        for l in 0..LANES {
+            let k = c * LANES + l;
+            let d1 = s1j - s1[k];
+            let v = pv[k] + ((s2j - s2[k]) - d1 * d1 / (wj - w[k])).max(0.0);
+            let better = v < best[l];
+            best[l] = if better { v } else { best[l] };
+            arg[l] = if better { (lo + k) as u64 } else { arg[l] };
+        }
+    }
+    let (mut b, mut bi) = (f64::INFINITY, lo);
+    for l in 0..LANES {
+        if best[l] < b || (best[l] == b && (arg[l] as usize) < bi) {
+            b = best[l];
+            bi = arg[l] as usize;
+        }
+    }
+    for i in full..=hi {
+        let v = candidate(i);
+        if v < b {
+            b = v;
+            bi = i;
+        }
+    }
+    (b, bi)
+}
+
+/// What filling one row of the table reads: the prefix sums and the previous row (one
+/// cluster fewer) with its splits.
+struct Row<'a> {
+    p: &'a Prefix,
+    prev: &'a [f64],
+    prev_split: &'a [usize],
+}
+
 /// Fills `cur[j − base]` (best cost of the first `j` points in one more cluster than `prev`)
 /// and `split[j − base]` for `j` in `[lo, hi]`, knowing the optimal split for these `j` lies
-/// in `[opt_lo, opt_hi]`.
+/// in `[opt_lo, opt_hi]` — and, with one cluster more than the previous row, at or after that
+/// row's split for the same `j` (the last cluster only shrinks as clusters are added).
 #[allow(clippy::too_many_arguments)]
 fn fill(
-    p: &Prefix,
-    prev: &[f64],
+    row: &Row<'_>,
     cur: &mut [f64],
     split: &mut [usize],
     base: usize,
@@ -71,20 +162,26 @@ fn fill(
     if lo > hi {
         return;
     }
-    let mid = (lo + hi) / 2;
-    let (mut best, mut best_i) = (f64::INFINITY, opt_lo);
-    for (i, &before) in prev
-        .iter()
-        .enumerate()
-        .take(opt_hi.min(mid - 1) + 1)
-        .skip(opt_lo)
-    {
-        let c = before + p.cost(i, mid);
-        if c < best {
-            best = c;
-            best_i = i;
+    if (hi - lo + 1) * (opt_hi + 1 - opt_lo) <= LEAF_WORK {
+        // A small block: scan each j's window directly (the split is monotone in j).
+        let mut from = opt_lo;
+        for j in lo..=hi {
+            let (b, i) = best_split_lanes(
+                row.p,
+                row.prev,
+                j,
+                from.max(row.prev_split[j]),
+                opt_hi.min(j - 1),
+            );
+            cur[j - base] = b;
+            split[j - base] = i;
+            from = i;
         }
+        return;
     }
+    let mid = (lo + hi) / 2;
+    let from = opt_lo.max(row.prev_split[mid]);
+    let (best, best_i) = best_split(row.p, row.prev, mid, from, opt_hi.min(mid - 1));
     // The halves below and above `mid` write disjoint parts of `cur` and `split`, so large
     // ranges fill them on two threads.
     let (cur_lo, cur_rest) = cur.split_at_mut(mid - base);
@@ -94,11 +191,11 @@ fn fill(
     let (cur_hi, split_hi) = (&mut cur_rest[1..], &mut split_rest[1..]);
     let below = |cur: &mut [f64], split: &mut [usize]| {
         if mid > lo {
-            fill(p, prev, cur, split, base, lo, mid - 1, opt_lo, best_i);
+            fill(row, cur, split, base, lo, mid - 1, opt_lo, best_i);
         }
     };
     let above = |cur: &mut [f64], split: &mut [usize]| {
-        fill(p, prev, cur, split, mid + 1, mid + 1, hi, best_i, opt_hi);
+        fill(row, cur, split, mid + 1, mid + 1, hi, best_i, opt_hi);
     };
     if hi - lo > PARALLEL_RANGE {
         rayon::join(|| below(cur_lo, split_lo), || above(cur_hi, split_hi));
@@ -107,6 +204,9 @@ fn fill(
         above(cur_hi, split_hi);
     }
 }
+
+/// Blocks whose points × candidate splits are at most this are scanned without recursion.
+const LEAF_WORK: usize = 256;
 
 /// Ranges of more points than this are filled on two threads.
 const PARALLEL_RANGE: usize = 4096;
@@ -133,7 +233,12 @@ pub fn optimal_kmeans_1d(points: &[f64], weights: &[f64], k: usize) -> Clusters 
         let mut cur = vec![f64::INFINITY; n + 1];
         let mut split = vec![0; n + 1];
         // With c + 1 clusters, j ≥ c + 1 points are needed; split i ≥ c.
-        fill(&p, &prev, &mut cur, &mut split, 0, c + 1, n, c, n - 1);
+        let row = Row {
+            p: &p,
+            prev: &prev,
+            prev_split: &splits[c - 1],
+        };
+        fill(&row, &mut cur, &mut split, 0, c + 1, n, c, n - 1);
         prev = cur;
         splits.push(split);
     }
@@ -247,6 +352,45 @@ mod tests {
                     .sum();
                 assert!((direct - got.sse).abs() <= 1e-9 * (1.0 + direct));
                 assert!(got.centroids.windows(2).all(|c| c[0] < c[1]));
+            }
+        }
+    }
+
+    /// Evenly spaced points of equal weight make many splits tie: the bounds taken from the
+    /// previous row and from neighbouring `j` must still leave an optimal split in range.
+    #[test]
+    fn ties_on_a_uniform_grid_match_the_quadratic_dynamic_program() {
+        for n in [7usize, 64, 301] {
+            let pts: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let mut seed = n as u64;
+            for uniform in [true, false] {
+                let w: Vec<f64> = (0..n)
+                    .map(|_| {
+                        if uniform {
+                            1.0
+                        } else {
+                            1.0 + (lcg(&mut seed) * 2.0).floor()
+                        }
+                    })
+                    .collect();
+                let p = Prefix::new(&pts, &w);
+                let mut prev: Vec<f64> = (0..=n).map(|j| p.cost(0, j)).collect();
+                for c in 1..12.min(n) {
+                    let mut cur = vec![f64::INFINITY; n + 1];
+                    for (j, best) in cur.iter_mut().enumerate().skip(c + 1) {
+                        *best = (c..j)
+                            .map(|i| prev[i] + p.cost(i, j))
+                            .fold(f64::INFINITY, f64::min);
+                    }
+                    prev = cur;
+                    let got = optimal_kmeans_1d(&pts, &w, c + 1).sse;
+                    assert!(
+                        (got - prev[n]).abs() <= 1e-9 * (1.0 + prev[n]),
+                        "n={n} k={}: {got} vs {}",
+                        c + 1,
+                        prev[n]
+                    );
+                }
             }
         }
     }

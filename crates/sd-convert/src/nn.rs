@@ -67,6 +67,10 @@ pub struct Net<'w> {
     loaded: HashMap<String, Var>,
 }
 
+/// The epsilon of the `batch_norm` that applies a group norm's affine (coremltools' default,
+/// which its `fuse_elementwise_to_batchnorm` uses; the statistics are 0 and 1).
+pub const AFFINE_BATCH_NORM_EPS: f32 = 1e-5;
+
 fn i32s(v: &[usize]) -> Vec<i32> {
     v.iter().map(|&d| d as i32).collect()
 }
@@ -242,12 +246,18 @@ impl<'w> Net<'w> {
 
     /// `nn.GroupNorm` `prefix` on (B, C, H, W), decomposed as coremltools writes it:
     /// reshape (B, G, C/G, H, W) → mean → centre → mean of squares → +eps → sqrt → divide →
-    /// reshape back → ·gamma + beta.
+    /// reshape back → the per-channel affine as a `batch_norm` with zero mean and unit variance.
+    ///
+    /// The affine is the `batch_norm` that coremltools' `fuse_elementwise_to_batchnorm` makes
+    /// of `·gamma + beta` (Apple's packages have one per group norm, with coremltools' default
+    /// epsilon [`AFFINE_BATCH_NORM_EPS`]): a `mul`/`add` pair left in an fp16 program makes
+    /// coremltools' own passes fail when it re-optimizes the package (its fusion then builds a
+    /// `batch_norm` with fp32 statistics), e.g. in `palettize_weights`.
     pub fn group_norm(&mut self, x: &Var, prefix: &str, groups: usize, eps: f64) -> Result<Var> {
         let s = x.ty.shape.clone();
         let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-        let gamma = self.weight_view(&join(prefix, "weight"), &[c], &[c, 1, 1])?;
-        let beta = self.weight_view(&join(prefix, "bias"), &[c], &[c, 1, 1])?;
+        let gamma = self.weight(&join(prefix, "weight"), &[c])?;
+        let beta = self.weight(&join(prefix, "bias"), &[c])?;
         let r = self.reshape(x, &[b, groups, c / groups, h, w])?;
         let mean = self.reduce_mean(&r, &[2, 3, 4])?;
         let d = self.binary("sub", &r, &mean)?;
@@ -257,8 +267,21 @@ impl<'w> Net<'w> {
         let sd = self.unary("sqrt", &ve)?;
         let n = self.binary("real_div", &d, &sd)?;
         let n = self.reshape(&n, &[b, c, h, w])?;
-        let g = self.binary("mul", &n, &gamma)?;
-        self.binary("add", &g, &beta)
+        let name = self.name(&join(prefix, "affine"));
+        let zeros = self.tensor(&format!("{name}_mean"), &[c], &vec![0.0; c])?;
+        let ones = self.tensor(&format!("{name}_variance"), &[c], &vec![1.0; c])?;
+        let eps = self.scalar(AFFINE_BATCH_NORM_EPS);
+        Ok(self
+            .fb
+            .op("batch_norm")
+            .name(&name)
+            .input("x", &n)
+            .input("mean", &zeros)
+            .input("variance", &ones)
+            .input("gamma", &gamma)
+            .input("beta", &beta)
+            .param("epsilon", eps)
+            .build_one()?)
     }
 
     /// `nn.LayerNorm` `prefix` over axis `axis` (−1 for (B, S, C); 1 for (B, C, 1, S)).

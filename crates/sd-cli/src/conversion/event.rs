@@ -60,6 +60,35 @@ pub enum ConversionEvent {
     },
 }
 
+/// The bit widths a network is palettized to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaletteBits {
+    /// Every weight above the size threshold at this many bits (`--quantize-nbits`).
+    Uniform(u8),
+    /// A mixed-bit recipe (`--mixed-bit-recipe`).
+    Recipe {
+        /// Weights the recipe names.
+        named: usize,
+        /// The width of the other weights; `None`: they stay uncompressed.
+        others: Option<u8>,
+    },
+}
+
+impl fmt::Display for PaletteBits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PaletteBits::Uniform(n) => write!(f, "{n} bits"),
+            PaletteBits::Recipe { named, others } => {
+                write!(f, "a mixed-bit recipe of {named} weights (others ")?;
+                match others {
+                    Some(n) => write!(f, "at {n} bits)"),
+                    None => f.write_str("uncompressed)"),
+                }
+            }
+        }
+    }
+}
+
 /// A stage of one network's conversion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
@@ -70,8 +99,8 @@ pub enum Stage {
     },
     /// Palettizing the weights.
     Palettizing {
-        /// Bits per weight.
-        nbits: u8,
+        /// To what widths.
+        bits: PaletteBits,
     },
     /// Cutting the UNet in two.
     Chunking,
@@ -86,7 +115,7 @@ impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stage::Building { attention } => write!(f, "building ({attention})"),
-            Stage::Palettizing { nbits } => write!(f, "palettizing to {nbits} bits"),
+            Stage::Palettizing { bits } => write!(f, "palettizing to {bits}"),
             Stage::Chunking => f.write_str("chunking"),
             Stage::Writing { path } => write!(f, "writing {}", path.display()),
         }
@@ -107,8 +136,8 @@ pub enum StageDone {
     Palettized {
         /// Weights palettized.
         weights: usize,
-        /// Bits per weight.
-        nbits: u8,
+        /// To what widths.
+        bits: PaletteBits,
     },
     /// A UNet chunk is written.
     WroteChunk {
@@ -126,8 +155,8 @@ impl fmt::Display for StageDone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StageDone::Built { ops, seconds } => write!(f, "built {ops} ops in {seconds:.1} s"),
-            StageDone::Palettized { weights, nbits } => {
-                write!(f, "palettized {weights} weights to {nbits} bits")
+            StageDone::Palettized { weights, bits } => {
+                write!(f, "palettized {weights} weights to {bits}")
             }
             StageDone::WroteChunk { path } => write!(f, "wrote {}", path.display()),
             StageDone::Wrote { weight_bytes } => {

@@ -10,7 +10,7 @@ mod package;
 mod selection;
 
 pub use error::ConversionError;
-pub use event::{ConversionEvent, Stage, StageDone};
+pub use event::{ConversionEvent, PaletteBits, Stage, StageDone};
 pub use package::{ChunkReport, PackageReport, weight_bytes};
 pub use selection::{ComponentSelection, chunks, needs_no_model, palettizes};
 
@@ -20,6 +20,7 @@ use crate::hub::resolve;
 use crate::swift_resources::{BundleReport, bundle};
 use crate::torch_reference::TorchReference;
 use sd_convert::{Component, ConvertOptions, Pipeline};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// What to convert, from where, to where.
@@ -49,6 +50,9 @@ pub struct ConversionOptions {
     /// Palettize text encoder, UNet and ControlNet weights with optimal k-means to this many
     /// bits (1, 2, 4, 6, 8).
     pub quantize_nbits: Option<u8>,
+    /// A mixed-bit recipe (weight name → bits) for the UNet and control-unet; the weights it
+    /// does not name use `quantize_nbits`, or stay uncompressed without it.
+    pub unet_recipe: Option<HashMap<String, u32>>,
     /// Also write the UNet as two chunks (`…_unet_chunk1/2.mlpackage`), after compression.
     pub chunk_unet: bool,
     /// Replace existing packages (by default they are kept).

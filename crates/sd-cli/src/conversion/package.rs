@@ -2,7 +2,7 @@
 //! compression — Apple's tool chunks first and leaves the chunks uncompressed), write.
 
 use super::selection::{chunks, palettizes};
-use super::{ConversionError, ConversionEvent, ConversionOptions, Stage, StageDone};
+use super::{ConversionError, ConversionEvent, ConversionOptions, PaletteBits, Stage, StageDone};
 use sd_convert::{Component, Pipeline};
 use sd_mil::package::{WriteOptions, write_package};
 use std::path::{Path, PathBuf};
@@ -58,9 +58,24 @@ pub(super) fn kept(component: Component, path: PathBuf) -> PackageReport {
     }
 }
 
+/// How `c` is palettized under `o`: the recipe for the UNet and control-unet when there is
+/// one, else `--quantize-nbits` for the networks it applies to.
+fn palette_bits(c: &Component, o: &ConversionOptions) -> Option<PaletteBits> {
+    match &o.unet_recipe {
+        Some(recipe) if chunks(c) => Some(PaletteBits::Recipe {
+            named: recipe.len(),
+            others: o.quantize_nbits,
+        }),
+        _ => o
+            .quantize_nbits
+            .filter(|_| palettizes(c))
+            .map(PaletteBits::Uniform),
+    }
+}
+
 /// How many stages `c` goes through under `o`.
 pub(super) fn stages(c: &Component, o: &ConversionOptions) -> u64 {
-    let compress = o.quantize_nbits.is_some() && palettizes(c);
+    let compress = palette_bits(c, o).is_some();
     let chunk = o.chunk_unet && chunks(c);
     2 + u64::from(compress) + 2 * u64::from(chunk)
 }
@@ -97,20 +112,24 @@ pub(super) fn convert_one(
         ops,
         seconds: start.elapsed().as_secs_f64(),
     }));
-    if let Some(nbits) = o.quantize_nbits.filter(|_| palettizes(c)) {
-        emit(ConversionEvent::Stage(Stage::Palettizing { nbits }));
-        let r = sd_compress::palettize(
-            &mut model.program,
-            &sd_compress::PalettizeOptions::new(nbits.into()),
-        )
-        .map_err(|source| ConversionError::Compress {
-            what: "palettizing",
-            component: suffix.clone(),
-            source: Box::new(source),
+    if let Some(bits) = palette_bits(c, o) {
+        emit(ConversionEvent::Stage(Stage::Palettizing {
+            bits: bits.clone(),
+        }));
+        let mut opts = sd_compress::PalettizeOptions::new(o.quantize_nbits.map_or(16, u32::from));
+        if let PaletteBits::Recipe { .. } = bits {
+            opts.per_weight_bits = o.unet_recipe.clone().unwrap_or_default();
+        }
+        let r = sd_compress::palettize(&mut model.program, &opts).map_err(|source| {
+            ConversionError::Compress {
+                what: "palettizing",
+                component: suffix.clone(),
+                source: Box::new(source),
+            }
         })?;
         emit(ConversionEvent::StageDone(StageDone::Palettized {
             weights: r.weights,
-            nbits,
+            bits,
         }));
     }
     let mut chunk_reports = Vec::new();

@@ -232,8 +232,9 @@ mod tests {
     use super::super::common::test_support::fused_vs_unfused;
     use crate::Precision;
 
-    /// sd-convert's form: the decomposition at rank 5, then `mul` by gamma [C, 1, 1] and
-    /// `add` of beta [C, 1, 1], then SiLU. The affine folds into the fused op, the SiLU into
+    /// The element-wise affine form (coremltools before its batch-norm fusion): the
+    /// decomposition at rank 5, then `mul` by gamma [C, 1, 1] and `add` of beta [C, 1, 1],
+    /// then SiLU. The affine folds into the fused op, the SiLU into
     /// its activation, and the result is unchanged.
     #[test]
     fn rank5_decomposition_with_channel_affine_folds_into_one_op() {

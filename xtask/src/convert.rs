@@ -86,6 +86,7 @@ pub fn run(a: Args) -> Result<()> {
                 ..ConvertOptions::default()
             },
             quantize_nbits: a.quantize_nbits,
+            unet_recipe: None,
             chunk_unet: a.chunk_unet,
             force: true,
             check: Some(CheckOptions::default()),

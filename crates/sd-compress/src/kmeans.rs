@@ -42,18 +42,27 @@ impl Prefix {
 
     /// Sum of squares of points `[a, b)` around their mean.
     fn cost(&self, a: usize, b: usize) -> f64 {
-        let w = self.w[b] - self.w[a];
-        if w <= 0.0 {
+        if self.w[b] - self.w[a] <= 0.0 {
             return 0.0;
         }
-        let s1 = self.s1[b] - self.s1[a];
-        ((self.s2[b] - self.s2[a]) - s1 * s1 / w).max(0.0)
+        segment_cost(
+            [self.w[a], self.s1[a], self.s2[a]],
+            [self.w[b], self.s1[b], self.s2[b]],
+        )
     }
 
     fn mean(&self, a: usize, b: usize, origin: f64) -> f64 {
         let w = self.w[b] - self.w[a];
         origin + (self.s1[b] - self.s1[a]) / w
     }
+}
+
+/// The sum of squares around their mean of the points between two prefix positions, given
+/// each position's (weight, sum, sum of squares) prefix; the segment must have weight.
+#[inline(always)]
+fn segment_cost(start: [f64; 3], end: [f64; 3]) -> f64 {
+    let s1 = end[1] - start[1];
+    ((end[2] - start[2]) - s1 * s1 / (end[0] - start[0])).max(0.0)
 }
 
 /// The least `prev[i] + cost(i, j)` over `i` in `lo..=hi` (all below `j`) and the first `i`
@@ -94,11 +103,7 @@ fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) ->
     if hi < lo {
         return (f64::INFINITY, lo);
     }
-    let (wj, s1j, s2j) = (p.w[j], p.s1[j], p.s2[j]);
-    let candidate = |i: usize| {
-        let d1 = s1j - p.s1[i];
-        prev[i] + ((s2j - p.s2[i]) - d1 * d1 / (wj - p.w[i])).max(0.0)
-    };
+    let end = [p.w[j], p.s1[j], p.s2[j]];
     let mut best = [f64::INFINITY; LANES];
     let mut arg = [lo as u64; LANES];
     let count = hi + 1 - lo;
@@ -112,8 +117,7 @@ fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) ->
     for c in 0..count / LANES {
         for l in 0..LANES {
             let k = c * LANES + l;
-            let d1 = s1j - s1[k];
-            let v = pv[k] + ((s2j - s2[k]) - d1 * d1 / (wj - w[k])).max(0.0);
+            let v = pv[k] + segment_cost([w[k], s1[k], s2[k]], end);
             let better = v < best[l];
             best[l] = if better { v } else { best[l] };
             arg[l] = if better { (lo + k) as u64 } else { arg[l] };
@@ -126,8 +130,8 @@ fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) ->
             bi = arg[l] as usize;
         }
     }
-    for i in full..=hi {
-        let v = candidate(i);
+    for (i, &before) in prev.iter().enumerate().take(hi + 1).skip(full) {
+        let v = before + segment_cost([p.w[i], p.s1[i], p.s2[i]], end);
         if v < b {
             b = v;
             bi = i;
@@ -283,6 +287,26 @@ mod tests {
         go(&p, 0, points.len(), k.min(points.len()))
     }
 
+    /// The least SSE of all `n` points in 1 ..= `k_max` clusters (index k − 1), by the plain
+    /// O(k · n²) dynamic program.
+    fn quadratic_dp(points: &[f64], weights: &[f64], k_max: usize) -> Vec<f64> {
+        let n = points.len();
+        let p = Prefix::new(points, weights);
+        let mut prev: Vec<f64> = (0..=n).map(|j| p.cost(0, j)).collect();
+        let mut sse = vec![prev[n]];
+        for c in 1..k_max.min(n) {
+            let mut cur = vec![f64::INFINITY; n + 1];
+            for (j, best) in cur.iter_mut().enumerate().skip(c + 1) {
+                *best = (c..j)
+                    .map(|i| prev[i] + p.cost(i, j))
+                    .fold(f64::INFINITY, f64::min);
+            }
+            prev = cur;
+            sse.push(prev[n]);
+        }
+        sse
+    }
+
     fn lcg(seed: &mut u64) -> f64 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
@@ -301,25 +325,13 @@ mod tests {
             .iter()
             .map(|_| 1.0 + (lcg(&mut seed) * 3.0).floor())
             .collect();
-        let p = Prefix::new(&pts, &w);
-        let n = pts.len();
+        let want = quadratic_dp(&pts, &w, 3);
         for k in [2, 3] {
-            // best[c][j]: the first j points in c + 1 clusters, by plain O(k·n²) search.
-            let mut prev: Vec<f64> = (0..=n).map(|j| p.cost(0, j)).collect();
-            for c in 1..k {
-                let mut cur = vec![f64::INFINITY; n + 1];
-                for (j, best) in cur.iter_mut().enumerate().skip(c + 1) {
-                    *best = (c..j)
-                        .map(|i| prev[i] + p.cost(i, j))
-                        .fold(f64::INFINITY, f64::min);
-                }
-                prev = cur;
-            }
             let got = optimal_kmeans_1d(&pts, &w, k).sse;
+            let want = want[k - 1];
             assert!(
-                (got - prev[n]).abs() <= 1e-9 * (1.0 + prev[n]),
-                "k={k}: {got} vs {}",
-                prev[n]
+                (got - want).abs() <= 1e-9 * (1.0 + want),
+                "k={k}: {got} vs {want}"
             );
         }
     }
@@ -373,22 +385,13 @@ mod tests {
                         }
                     })
                     .collect();
-                let p = Prefix::new(&pts, &w);
-                let mut prev: Vec<f64> = (0..=n).map(|j| p.cost(0, j)).collect();
-                for c in 1..12.min(n) {
-                    let mut cur = vec![f64::INFINITY; n + 1];
-                    for (j, best) in cur.iter_mut().enumerate().skip(c + 1) {
-                        *best = (c..j)
-                            .map(|i| prev[i] + p.cost(i, j))
-                            .fold(f64::INFINITY, f64::min);
-                    }
-                    prev = cur;
-                    let got = optimal_kmeans_1d(&pts, &w, c + 1).sse;
+                let want = quadratic_dp(&pts, &w, 12);
+                for k in 2..=12.min(n) {
+                    let got = optimal_kmeans_1d(&pts, &w, k).sse;
+                    let want = want[k - 1];
                     assert!(
-                        (got - prev[n]).abs() <= 1e-9 * (1.0 + prev[n]),
-                        "n={n} k={}: {got} vs {}",
-                        c + 1,
-                        prev[n]
+                        (got - want).abs() <= 1e-9 * (1.0 + want),
+                        "n={n} k={k}: {got} vs {want}"
                     );
                 }
             }

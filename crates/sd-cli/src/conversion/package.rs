@@ -117,8 +117,8 @@ pub(super) fn convert_one(
             bits: bits.clone(),
         }));
         let mut opts = sd_compress::PalettizeOptions::new(o.quantize_nbits.map_or(16, u32::from));
-        if let PaletteBits::Recipe { .. } = bits {
-            opts.per_weight_bits = o.unet_recipe.clone().unwrap_or_default();
+        if let (PaletteBits::Recipe { .. }, Some(recipe)) = (&bits, &o.unet_recipe) {
+            opts.per_weight_bits = recipe.clone();
         }
         let r = sd_compress::palettize(&mut model.program, &opts).map_err(|source| {
             ConversionError::Compress {

@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod check_mlpackage;
 mod convert;
+mod fuzz;
 mod reference;
 mod test;
 mod venv;
@@ -33,6 +34,8 @@ enum Command {
     /// Convert a model (default fixtures/models/sd1-tiny) with chosen options, check every
     /// package (PSNR against fp32; coremltools when available) and print a summary table.
     Convert(convert::Args),
+    /// Seed, build and run the fuzz targets of `fuzz/` (libFuzzer, via cargo +nightly fuzz).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }

@@ -36,7 +36,10 @@ pub fn bundle(
     };
     for p in packages {
         let dst = res.join(p.component.resource_name());
-        if dst.exists() {
+        // Only a package a tool wrote is replaced: never a link, a file or a foreign folder.
+        let existing = sd_mil::package::inspect_destination(&dst)
+            .map_err(|e| at("replacing", &dst)(std::io::Error::other(e.to_string())))?;
+        if existing != sd_mil::package::Destination::Missing {
             std::fs::remove_dir_all(&dst).map_err(at("removing", &dst))?;
         }
         copy_dir(&p.path, &dst)?;
@@ -50,7 +53,13 @@ pub fn bundle(
     for f in TOKENIZER_FILES {
         let src = model_dir.join("tokenizer").join(f);
         if src.is_file() {
-            std::fs::copy(&src, res.join(f)).map_err(at("copying", &src))?;
+            let to = res.join(f);
+            let fail = |e: sd_mil::files::FileError| {
+                at("copying", &src)(std::io::Error::other(e.to_string()))
+            };
+            let bytes =
+                sd_mil::files::read_regular(&src, sd_mil::files::MAX_JSON_BYTES).map_err(fail)?;
+            sd_mil::files::write_atomic(&to, &bytes).map_err(fail)?;
         } else {
             report.missing.push(src);
         }

@@ -167,20 +167,14 @@ fn fill(
         return;
     }
     if (hi - lo + 1) * (opt_hi + 1 - opt_lo) <= LEAF_WORK {
-        // A small block: scan each j's window directly (the split is monotone in j).
-        let mut from = opt_lo;
-        for j in lo..=hi {
-            let (b, i) = best_split_lanes(
-                row.p,
-                row.prev,
-                j,
-                from.max(row.prev_split[j]),
-                opt_hi.min(j - 1),
-            );
-            cur[j - base] = b;
-            split[j - base] = i;
-            from = i;
-        }
+        let block = Block {
+            base,
+            lo,
+            hi,
+            opt_lo,
+            opt_hi,
+        };
+        leaf(row, cur, split, block);
         return;
     }
     let mid = (lo + hi) / 2;
@@ -206,6 +200,59 @@ fn fill(
     } else {
         below(cur_lo, split_lo);
         above(cur_hi, split_hi);
+    }
+}
+
+/// The `j` range `[lo, hi]` of a small block of [`fill`], the range `[opt_lo, opt_hi]` its
+/// splits lie in, and the `j` of `cur[0]`.
+#[derive(Clone, Copy)]
+struct Block {
+    base: usize,
+    lo: usize,
+    hi: usize,
+    opt_lo: usize,
+    opt_hi: usize,
+}
+
+/// A small block of [`fill`]: each `j`'s window scanned directly (the split is monotone in
+/// `j`), in an AVX-512 or AVX2 copy when the CPU has one, as [`best_split`] is.
+fn leaf(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
+            leaf_scan(row, cur, split, b)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
+            leaf_scan(row, cur, split, b)
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature `avx512` was compiled for.
+            return unsafe { avx512(row, cur, split, b) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has the feature `avx2` was compiled for.
+            return unsafe { avx2(row, cur, split, b) };
+        }
+    }
+    leaf_scan(row, cur, split, b)
+}
+
+#[inline(always)]
+fn leaf_scan(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
+    let mut from = b.opt_lo;
+    for j in b.lo..=b.hi {
+        let (best, i) = best_split_lanes(
+            row.p,
+            row.prev,
+            j,
+            from.max(row.prev_split[j]),
+            b.opt_hi.min(j - 1),
+        );
+        cur[j - b.base] = best;
+        split[j - b.base] = i;
+        from = i;
     }
 }
 
@@ -242,7 +289,14 @@ pub fn optimal_kmeans_1d(points: &[f64], weights: &[f64], k: usize) -> Clusters 
             prev: &prev,
             prev_split: &splits[c - 1],
         };
-        fill(&row, &mut cur, &mut split, 0, c + 1, n, c, n - 1);
+        if c + 1 == k {
+            // The last row is read only at j = n (the whole input).
+            let (b, i) = best_split(&p, &prev, n, c.max(splits[c - 1][n]), n - 1);
+            cur[n] = b;
+            split[n] = i;
+        } else {
+            fill(&row, &mut cur, &mut split, 0, c + 1, n, c, n - 1);
+        }
         prev = cur;
         splits.push(split);
     }

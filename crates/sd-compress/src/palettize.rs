@@ -128,14 +128,78 @@ fn fp16_key(bits: u16) -> usize {
     if bits == 0x8000 { 0 } else { bits as usize }
 }
 
-/// One block of fp16 bits: count each value in a 65536-entry table, cluster the distinct
-/// values, and index every element through a table from bits to cluster.
-fn fp16_block(bits: &[u16], k: usize) -> (Vec<f32>, Vec<u8>) {
-    let hist = bits
-        .par_chunks(1 << 20)
+/// [`palettize_fp16`] of a weight given as its little-endian fp16 bytes, with the indices
+/// packed at `nbits` ([`sd_mil::blob::pack_bits`]'s layout): the table, then the packed
+/// indices, computed in one pass over the elements after the counting pass, without an
+/// unpacked copy. Fails with the index of the first infinity or NaN, if any (found by the
+/// counting pass, so the weight is not read an extra time to check it).
+pub fn palettize_fp16_packed(
+    bytes: &[u8],
+    nbits: u32,
+    groups: usize,
+) -> Result<(Vec<f32>, Vec<u8>), usize> {
+    let k = 1usize << nbits;
+    let n = bytes.len() / 2;
+    let group_len = n / groups;
+    let non_finite = |bits: u16| bits & 0x7C00 == 0x7C00;
+    let per_group: Vec<(Vec<f32>, Vec<u8>)> = bytes
+        .par_chunks(group_len * 2)
+        .map(|g| {
+            let hist = fp16_histogram(g.par_chunks(2 << 20), |b| b.chunks_exact(2).map(le_u16));
+            let clean = (0..1usize << 16).all(|b| hist[b] == 0 || !non_finite(b as u16));
+            clean.then(|| fp16_clusters(&hist, k))
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            bytes
+                .chunks_exact(2)
+                .position(|b| non_finite(le_u16(b)))
+                .unwrap_or(0)
+        })?;
+    let packed_len = sd_mil::blob::packed_len(n as u64, nbits) as usize;
+    let mut packed = vec![0u8; packed_len];
+    // Pieces of a multiple of 8 elements pack independently (and in parallel).
+    const PIECE: usize = 8 * 4096;
+    packed
+        .par_chunks_mut(PIECE / 8 * nbits as usize)
+        .zip(bytes.par_chunks(PIECE * 2))
+        .enumerate()
+        .for_each(|(p, (out, piece))| {
+            let mut idx = [0u8; PIECE];
+            let (start, len) = (p * PIECE, piece.len() / 2);
+            // Element `start + e` is in group (start + e) / group_len: walk the boundaries.
+            let mut group = start / group_len;
+            let mut next_group_at = (group + 1) * group_len - start;
+            let mut table = &per_group[group].1;
+            for (e, (dst, b)) in idx.iter_mut().zip(piece.chunks_exact(2)).enumerate() {
+                if e == next_group_at {
+                    group += 1;
+                    next_group_at += group_len;
+                    table = &per_group[group].1;
+                }
+                *dst = table[fp16_key(le_u16(b))];
+            }
+            sd_mil::blob::pack_bits_into(&idx[..len], nbits, out);
+        });
+    let lut = per_group.into_iter().flat_map(|(l, _)| l).collect();
+    Ok((lut, packed))
+}
+
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+/// The 65536-entry counting table of fp16 bit patterns over parallel parts, each read by
+/// `bits_of`.
+fn fp16_histogram<P, I>(parts: P, bits_of: impl Fn(P::Item) -> I + Sync + Send) -> Vec<u64>
+where
+    P: ParallelIterator,
+    I: Iterator<Item = u16>,
+{
+    parts
         .map(|part| {
             let mut h = vec![0u64; 1 << 16];
-            for &b in part {
+            for b in bits_of(part) {
                 h[fp16_key(b)] += 1;
             }
             h
@@ -146,7 +210,25 @@ fn fp16_block(bits: &[u16], k: usize) -> (Vec<f32>, Vec<u8>) {
                 a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                 a
             },
-        );
+        )
+}
+
+/// One block of fp16 bits: count each value in a 65536-entry table, cluster the distinct
+/// values, and index every element through a table from bits to cluster.
+fn fp16_block(bits: &[u16], k: usize) -> (Vec<f32>, Vec<u8>) {
+    let hist = fp16_histogram(bits.par_chunks(1 << 20), |part| part.iter().copied());
+    let (lut, cluster) = fp16_clusters(&hist, k);
+    let idx = bits
+        .par_iter()
+        .with_min_len(1 << 16)
+        .map(|&b| cluster[fp16_key(b)])
+        .collect();
+    (lut, idx)
+}
+
+/// The table of `k` entries for a counting table of fp16 bit patterns, and each pattern's
+/// cluster (0 for patterns that do not occur).
+fn fp16_clusters(hist: &[u64], k: usize) -> (Vec<f32>, Vec<u8>) {
     // Ascending: negatives from the most negative (0xFBFF) to −min (0x8001), then +0 … the
     // largest positive (0x7BFF); infinities and NaNs are left out.
     let order = (0x8001..=0xFBFFusize).rev().chain(0..=0x7BFFusize);
@@ -170,12 +252,7 @@ fn fp16_block(bits: &[u16], k: usize) -> (Vec<f32>, Vec<u8>) {
             }
         })
         .collect();
-    let idx = bits
-        .par_iter()
-        .with_min_len(1 << 16)
-        .map(|&b| cluster[fp16_key(b)])
-        .collect();
-    (table(&c.centroids, k), idx)
+    (table(&c.centroids, k), cluster)
 }
 
 /// One block of arbitrary values: sort, cluster the distinct values, binary-search each.
@@ -235,7 +312,10 @@ fn lut_op(
     granularity: Granularity,
 ) -> Result<(Operation, Arc<LazyPalette>), CompressError> {
     let name = &op.name;
-    check_finite(name, v)?;
+    if v.ty.dtype != DType::F16 {
+        // fp16 weights are checked by the counting pass of their palettization.
+        check_finite(name, v)?;
+    }
     let groups = match granularity {
         Granularity::PerTensor => 1,
         Granularity::PerGroupedChannel { group_size } => {
@@ -416,6 +496,45 @@ pub fn palettize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_fp16_palettes_equal_packing_the_unpacked_ones() {
+        let mut seed = 7u64;
+        for (n, groups) in [
+            (100_003usize, 1usize),
+            (8 * 4096 * 3 + 40, 4),
+            (24, 3),
+            (7, 1),
+        ] {
+            let n = n / groups * groups;
+            let bits: Vec<u16> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    half::f16::from_f32(((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1)
+                        .to_bits()
+                })
+                .collect();
+            let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+            for nbits in [3, 4, 6, 8] {
+                let whole = palettize_fp16(&bits, nbits, groups);
+                let (lut, packed) = palettize_fp16_packed(&bytes, nbits, groups).unwrap();
+                assert_eq!(lut, whole.lut, "n {n} groups {groups} bits {nbits}");
+                assert_eq!(
+                    packed,
+                    sd_mil::blob::pack_bits(&whole.indices, nbits),
+                    "n {n} groups {groups} bits {nbits}"
+                );
+            }
+        }
+        let mut bytes: Vec<u8> = (0..64u16).flat_map(|b| b.to_le_bytes()).collect();
+        for (at, bad) in [(5usize, 0x7E00u16), (40, 0xFC00), (63, 0x7C00)] {
+            let mut b = bytes.clone();
+            b[2 * at..2 * at + 2].copy_from_slice(&bad.to_le_bytes());
+            assert_eq!(palettize_fp16_packed(&b, 4, 2), Err(at));
+        }
+        bytes.truncate(16);
+        assert!(palettize_fp16_packed(&bytes, 4, 1).is_ok());
+    }
 
     #[test]
     fn the_fp16_counting_table_gives_the_clusters_sorting_gives() {

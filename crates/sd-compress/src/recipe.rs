@@ -11,7 +11,8 @@ pub fn read_recipe(path: &Path) -> Result<HashMap<String, u32>, CompressError> {
         path: path.display().to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = sd_mil::files::read_regular_string(path, sd_mil::files::MAX_JSON_BYTES)
+        .map_err(|e| err(e.to_string()))?;
     parse_recipe(&text).map_err(err)
 }
 

@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 /// Reads and parses a JSON configuration file.
 pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| ConvertError::Io {
-        path: path.into(),
-        source: e,
-    })?;
+    let text = sd_mil::files::read_regular_string(path, sd_mil::files::MAX_JSON_BYTES)?;
     serde_json::from_str(&text).map_err(|e| ConvertError::Config {
         path: path.into(),
         message: e.to_string(),
@@ -328,15 +325,16 @@ impl UNetConfig {
         if self.attention_type != "default" {
             return u("attention_type", &self.attention_type, "\"default\"");
         }
-        if self
-            .block_out_channels
-            .iter()
-            .any(|c| c % self.norm_num_groups != 0)
+        if self.norm_num_groups == 0
+            || self
+                .block_out_channels
+                .iter()
+                .any(|c| *c == 0 || !c.is_multiple_of(self.norm_num_groups))
         {
             return u(
                 "norm_num_groups",
                 &self.norm_num_groups,
-                "a divisor of every block_out_channels entry",
+                "a positive divisor of every (positive) block_out_channels entry",
             );
         }
         let heads = self
@@ -455,10 +453,11 @@ impl VaeConfig {
             return Err(unsupported(path, "act_fn", &self.act_fn, "silu"));
         }
         if n == 0
+            || self.norm_num_groups == 0
             || self
                 .block_out_channels
                 .iter()
-                .any(|c| c % self.norm_num_groups != 0)
+                .any(|c| *c == 0 || !c.is_multiple_of(self.norm_num_groups))
         {
             return Err(unsupported(
                 path,

@@ -13,6 +13,10 @@ pub enum ConvertError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An input file refused before reading: not a regular file, too large, or a path that
+    /// leads outside its folder.
+    #[error(transparent)]
+    File(#[from] sd_mil::files::FileError),
     /// A JSON file did not parse, or a key is missing or has the wrong type.
     #[error("{path}: {message}")]
     Config {

@@ -135,3 +135,72 @@ fn missing_weights_are_reported() {
         "{e}"
     );
 }
+
+/// Every integer of a config (and every integer element of a list) set to zero, one at a time:
+/// the check and the build either succeed or return an error — never panic (zero used to be a
+/// divisor: `norm_num_groups: 0`).
+#[test]
+fn zero_anywhere_in_a_config_is_an_error_not_a_panic() {
+    let components = [
+        ("unet", Component::Unet),
+        ("vae", Component::VaeDecoder),
+        ("vae", Component::VaeEncoder),
+        ("text_encoder", Component::TextEncoder),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-scratch/sd-convert/zero_config");
+    let mut tried = 0;
+    for (part, component) in components {
+        let original: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tiny().join(part).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let mut edits = Vec::new();
+        for (key, value) in original.as_object().unwrap() {
+            match value {
+                serde_json::Value::Number(n) if n.as_u64().is_some_and(|v| v > 0) => {
+                    edits.push((key.clone(), None))
+                }
+                serde_json::Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if item.as_u64().is_some_and(|v| v > 0) {
+                            edits.push((key.clone(), Some(i)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(!edits.is_empty(), "{part}: no integer keys");
+        for (key, index) in edits {
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_dir(&tiny(), &dir);
+            edit_json(&dir.join(part).join("config.json"), |m| match index {
+                None => {
+                    m.insert(key.clone(), 0.into());
+                }
+                Some(i) => m.get_mut(&key).unwrap()[i] = 0.into(),
+            });
+            let built =
+                Pipeline::open(&dir).and_then(|p| p.build(&component, &ConvertOptions::default()));
+            if let Err(e) = &built {
+                assert!(!e.to_string().is_empty());
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried > 20, "only {tried} edits");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

@@ -129,6 +129,10 @@ pub enum MilError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An input file refused before parsing (not a regular file, too large, outside the
+    /// package) or an output the tool must not replace.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// A `weight.bin` problem.
     #[error(transparent)]
     Blob(#[from] BlobError),

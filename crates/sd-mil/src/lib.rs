@@ -4,7 +4,7 @@
 //! values), one [`catalogue`] of ops that serves the [`builder`], the protobuf reader's
 //! validation and the executor, the protobuf reader and writer ([`proto`]), the `weight.bin`
 //! blob format ([`blob`]), `.mlpackage` read/write ([`package`]), graph utilities ([`graph`]),
-//! a MIL text printer ([`text`]) and the Stable Diffusion models' feature names ([`signature`]).
+//! a MIL text printer ([`text`]), bounded and confined reads of untrusted files ([`files`]) and the Stable Diffusion models' feature names ([`signature`]).
 //!
 //! ```
 //! use sd_mil::{builder::FunctionBuilder, DType, Opset, TensorType};
@@ -20,6 +20,7 @@ pub mod builder;
 pub mod catalogue;
 mod dtype;
 mod error;
+pub mod files;
 pub mod graph;
 mod model;
 pub mod package;

@@ -4,6 +4,10 @@
 //! only when complete, so a failed write never leaves a half-written package.
 
 use crate::blob::{BlobFile, BlobWriter};
+use crate::files::{
+    Confinement, FileError, MAX_JSON_BYTES, MAX_PROTOBUF_BYTES, check_replaceable, read_regular,
+    read_regular_string,
+};
 use crate::proto::{read, write};
 use crate::{MilError, Model};
 use prost::Message;
@@ -45,9 +49,16 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and checks `<package>/Manifest.json`: version no newer than 1.0.0, every item
     /// complete and present on disk, the root item existing.
+    ///
+    /// Every path is resolved inside the package ([`Confinement`]): an item path that is
+    /// absolute, climbs out with `..` or leads outside through a symbolic link is refused.
     pub fn read(package: &Path) -> Result<Self, MilError> {
-        let path = package.join("Manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| MilError::io(&path, e))?;
+        Self::read_confined(&Confinement::new(package)?)
+    }
+
+    fn read_confined(package: &Confinement) -> Result<Self, MilError> {
+        let path = package.resolve("Manifest.json")?;
+        let text = read_regular_string(&path, MAX_JSON_BYTES)?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| MilError::format(&path, "<json>", e.to_string()))?;
         let field = |name: &str| -> Result<&str, MilError> {
@@ -103,13 +114,19 @@ impl Manifest {
                 author: get("author")?,
                 description: get("description")?,
             };
-            let on_disk = package.join("Data").join(&item.path);
-            if !on_disk.exists() {
-                return Err(MilError::format(
-                    &path,
-                    format!("itemInfoEntries.{id}.path"),
-                    format!("{} does not exist", on_disk.display()),
-                ));
+            match package.resolve_in("Data", &item.path) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(MilError::format(
+                        &path,
+                        format!("itemInfoEntries.{id}.path"),
+                        format!(
+                            "{} does not exist",
+                            package.root().join("Data").join(&item.path).display()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
             }
             items.push(item);
         }
@@ -205,19 +222,17 @@ pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlpackage directory"),
         ));
     }
-    let manifest = Manifest::read(package)?;
+    let confined = Confinement::new(package)?;
+    let manifest = Manifest::read_confined(&confined)?;
     let root = manifest.root().expect("checked by Manifest::read");
-    let model_path = package.join("Data").join(&root.path);
-    let bytes = std::fs::read(&model_path).map_err(|e| MilError::io(&model_path, e))?;
+    let model_path = confined.resolve_in("Data", &root.path)?;
+    let bytes = read_regular(&model_path, MAX_PROTOBUF_BYTES)?;
     let weights = match manifest.weights() {
-        Some(item) => {
-            let p = package.join("Data").join(&item.path).join("weight.bin");
-            if p.exists() {
-                Some(Arc::new(BlobFile::open(&p)?))
-            } else {
-                None
-            }
-        }
+        Some(item) => match confined.resolve_in("Data", &format!("{}/weight.bin", item.path)) {
+            Ok(p) => Some(Arc::new(BlobFile::open(&p)?)),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     let pb = read::decode(&bytes, &model_path)?;
@@ -226,23 +241,70 @@ pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
     Ok(model)
 }
 
+/// What is at the destination of a package about to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing: the package can be written.
+    Missing,
+    /// A package whose manifest and items are all there (a finished earlier write).
+    Complete,
+    /// An empty directory, or a package directory that is not complete (no manifest, or an
+    /// item missing): what an interrupted tool could have left. Writing replaces it.
+    Unfinished,
+}
+
+/// Names a package directory may hold at its top level.
+const PACKAGE_ENTRIES: [&str; 2] = ["Manifest.json", "Data"];
+
+/// Looks at `dest` before a package is written there: [`Destination`] when it is missing, a
+/// directory with nothing but a package's top-level entries (`Manifest.json`, `Data`), or
+/// empty. Anything else — a regular file, a symbolic link, a FIFO or device node, or a
+/// directory holding other things — is refused ([`FileError::RefuseToReplace`]), so a write
+/// never replaces what a tool did not make, `overwrite` or not.
+pub fn inspect_destination(dest: &Path) -> Result<Destination, MilError> {
+    check_replaceable(dest, true)?;
+    let entries = match std::fs::read_dir(dest) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Destination::Missing),
+        Err(e) => return Err(MilError::io(dest, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| MilError::io(dest, e))?;
+        let name = entry.file_name();
+        if !PACKAGE_ENTRIES.iter().any(|n| name == *n) {
+            return Err(FileError::RefuseToReplace {
+                path: dest.to_path_buf(),
+                kind: "a directory that is not a Core ML package",
+            }
+            .into());
+        }
+    }
+    Ok(if Manifest::read(dest).is_ok() {
+        Destination::Complete
+    } else {
+        Destination::Unfinished
+    })
+}
+
 /// Options for [`write_package`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
-    /// Replace an existing package at the destination.
+    /// Replace a complete package at the destination.
     pub overwrite: bool,
 }
 
 /// Writes `model` as an `.mlpackage` at `dest`, streaming constants into `weight.bin`. The
 /// package is assembled in a temporary directory beside `dest` and renamed into place when
-/// complete. Refuses to replace an existing `dest` unless `options.overwrite`.
+/// complete. Refuses to replace a complete package at `dest` unless `options.overwrite`
+/// (an empty or unfinished one is replaced), and refuses to replace anything that is not a
+/// package directory even then (see [`inspect_destination`]).
 pub fn write_package(
     model: &Model,
     dest: impl AsRef<Path>,
     options: WriteOptions,
 ) -> Result<(), MilError> {
     let dest = dest.as_ref();
-    if dest.exists() && !options.overwrite {
+    if inspect_destination(dest)? == Destination::Complete && !options.overwrite {
         return Err(MilError::AlreadyExists {
             path: dest.to_path_buf(),
         });
@@ -256,12 +318,52 @@ pub fn write_package(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("model.mlpackage");
-    let tmp = parent.join(format!(".{file_name}.partial-{}", uuid::Uuid::new_v4()));
+    remove_stale_partials(parent, file_name);
+    let tmp = parent.join(format!(
+        "{}{}-{}",
+        partial_prefix(file_name),
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
     let result = write_into(model, &tmp).and_then(|()| replace_dir(&tmp, dest));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// The name prefix of the temporary directories a write of `file_name` uses:
+/// `.<name>.partial-<pid>-<uuid>` (and `….old` for a replaced package set aside).
+fn partial_prefix(file_name: &str) -> String {
+    format!(".{file_name}.partial-")
+}
+
+/// Removes what writes of `file_name` into `parent` that were killed left behind: temporary
+/// directories of processes that no longer run (Linux only, where `/proc` tells; elsewhere
+/// they stay).
+fn remove_stale_partials(parent: &Path, file_name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = partial_prefix(file_name);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        {
+            debug!(path = %entry.path().display(), "removing a killed write's temporary package");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
@@ -286,7 +388,8 @@ fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
 
 fn replace_dir(tmp: &Path, dest: &Path) -> Result<(), MilError> {
     let mut old: Option<PathBuf> = None;
-    if dest.exists() {
+    // Checked again: the destination could have been replaced while the package was written.
+    if inspect_destination(dest)? != Destination::Missing {
         let aside = tmp.with_extension("old");
         std::fs::rename(dest, &aside).map_err(|e| MilError::io(dest, e))?;
         old = Some(aside);

@@ -5,24 +5,12 @@ mod common;
 use sd_mil::blob::BlobError;
 use sd_mil::builder::FunctionBuilder;
 use sd_mil::package::{WriteOptions, read_package, write_package};
-use sd_mil::{ConstValue, DType, MilError, Model, Opset, Program, ProgramError, TensorType};
+use sd_mil::{DType, MilError, Opset, ProgramError, TensorType};
 use std::path::{Path, PathBuf};
 
 /// A small valid package with one blob-backed weight, copied fresh for each case.
 fn valid_package(dir: &Path, name: &str) -> PathBuf {
-    let mut b = FunctionBuilder::new(Opset::CoreML7);
-    let x = b.input("x", TensorType::new(DType::F32, [1, 16])).unwrap();
-    let w = b
-        .constant("w", ConstValue::f32([8, 16], &[0.5; 128]).unwrap())
-        .unwrap();
-    let y = b
-        .op("linear")
-        .input("x", &x)
-        .input("weight", &w)
-        .name("y")
-        .build_one()
-        .unwrap();
-    let model = Model::from_program(Program::with_main(b.finish(&[&y]).unwrap())).unwrap();
+    let model = common::linear_model();
     let p = dir.join(name);
     write_package(&model, &p, WriteOptions::default()).unwrap();
     p

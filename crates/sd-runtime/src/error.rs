@@ -97,6 +97,31 @@ pub enum RuntimeError {
         /// Element type expected.
         expected: String,
     },
+    /// An input value the model cannot use: NaN or infinity, or an index (a token id) outside
+    /// the table it selects from.
+    #[error("input `{name}`, element {index}: {reason}")]
+    InputValue {
+        /// Feature name.
+        name: String,
+        /// Flat index of the first bad element.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`crate::Model::predict_checked`]: the model produced NaN or infinity from finite
+    /// inputs; `op` is the first op whose
+    /// output held one (fp16 overflow is the usual cause: try fp32 compute).
+    #[error("output `{output}` holds {what}; the first op to produce it is `{op}` ({op_type})")]
+    NonFiniteOutput {
+        /// The model output.
+        output: String,
+        /// "NaN" or "infinity".
+        what: &'static str,
+        /// The op that produced the first non-finite value.
+        op: String,
+        /// Its type.
+        op_type: String,
+    },
     /// Host tensor data whose length does not match its shape, or an unsupported dtype.
     #[error("tensor `{name}`: {reason}")]
     Tensor {

@@ -25,6 +25,7 @@ pub mod backend;
 pub mod cuda;
 mod error;
 pub mod generic;
+mod input_check;
 pub mod kernels;
 mod model;
 pub mod passes;

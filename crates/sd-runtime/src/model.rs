@@ -97,6 +97,8 @@ pub struct Model<B: RtBackend = Cpu> {
     precision: Precision,
     device: B::Device,
     op_counts: HashMap<String, usize>,
+    /// Inputs used as gather indices and the size of the table they index.
+    index_bounds: HashMap<String, usize>,
 }
 
 /// Ops whose outputs hold only values of their inputs, in the same element type (layout,
@@ -410,6 +412,7 @@ impl<B: RtBackend> Model<B> {
             precision: options.compute,
             device,
             op_counts,
+            index_bounds: crate::input_check::index_bounds(f),
         })
     }
 
@@ -490,14 +493,62 @@ impl<B: RtBackend> Model<B> {
                 reason: format!("{} elements for shape {:?}", t.len(), t.shape),
             });
         }
-        Ok(())
+        crate::input_check::check_values(&feat.name, t, self.index_bounds.get(&feat.name).copied())
     }
 
     /// Runs the model on named inputs (feature names as in the description) and returns
     /// the named outputs. fp32 data given for an fp16 feature is rounded to fp16 (as Core ML
     /// converts it); int32 features need int32 data.
+    ///
+    /// Inputs must be finite, and inputs used as gather indices (token ids) must lie inside
+    /// the table they index ([`RuntimeError::InputValue`]). Outputs are what the program
+    /// computes, infinities of an fp16 overflow included; [`Model::predict_checked`] refuses
+    /// them.
     pub fn predict(&self, inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
         self.run(inputs, None)
+    }
+
+    /// [`Model::predict`], where an output holding NaN or infinity is an error
+    /// ([`RuntimeError::NonFiniteOutput`]) naming the first op that produced one, found by
+    /// running the model once more and looking at every value. The pipelines predict this way,
+    /// so a NaN never becomes a silent black image.
+    pub fn predict_checked(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+    ) -> Result<HashMap<String, Tensor>> {
+        let out = self.run(inputs, None)?;
+        for (feat, _) in &self.outputs {
+            if let Some(what) = out.get(&feat.name).and_then(crate::input_check::non_finite) {
+                return Err(self.locate_non_finite(inputs, &feat.name, what));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The error for output `output` holding `what`, naming the first op whose value holds a
+    /// non-finite number.
+    fn locate_non_finite(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        output: &str,
+        what: &'static str,
+    ) -> RuntimeError {
+        let mut first: Option<(String, String)> = None;
+        let _ = self.run(
+            inputs,
+            Some(&mut |p: &Produced<'_, B>| {
+                if first.is_none() && crate::input_check::non_finite(&p.tensor()).is_some() {
+                    first = Some((p.op.to_string(), p.op_type.to_string()));
+                }
+            }),
+        );
+        let (op, op_type) = first.unwrap_or_else(|| ("<unknown>".into(), "<unknown>".into()));
+        RuntimeError::NonFiniteOutput {
+            output: output.to_string(),
+            what,
+            op,
+            op_type,
+        }
     }
 
     /// [`Model::predict`], calling `inspect` with every value an op produces, in program

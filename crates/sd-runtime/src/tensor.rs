@@ -7,6 +7,9 @@ use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::path::Path;
 
+/// The largest safetensors file [`Tensor::read_safetensors`] reads into memory (8 GiB).
+pub const MAX_SAFETENSORS_BYTES: u64 = 8 << 30;
+
 /// Host elements.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
@@ -124,7 +127,8 @@ impl Tensor {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let bytes = sd_mil::files::read_regular(path, MAX_SAFETENSORS_BYTES)
+            .map_err(|e| err(e.to_string()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
         let mut names: Vec<(usize, String)> = Vec::new();
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
@@ -170,12 +174,21 @@ impl Tensor {
                         .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
                         .collect(),
                 ),
-                Dtype::I64 => Tensor::i32(
-                    shape,
-                    d.chunks_exact(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i32)
-                        .collect(),
-                ),
+                Dtype::I64 => {
+                    // Narrowed to int32 (what Core ML's int features hold) only when exact.
+                    let wide = d
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()));
+                    let mut narrow = Vec::with_capacity(d.len() / 8);
+                    for (i, v) in wide.enumerate() {
+                        narrow.push(i32::try_from(v).map_err(|_| {
+                            err(format!(
+                                "int64 tensor `{name}`: element {i} = {v} does not fit in int32"
+                            ))
+                        })?);
+                    }
+                    Tensor::i32(shape, narrow)
+                }
                 Dtype::U8 => Tensor::i32(shape, d.iter().map(|&b| i32::from(b)).collect()),
                 other => {
                     return Err(err(format!(
@@ -200,14 +213,15 @@ impl Tensor {
         })
     }
 
-    /// Writes named tensors to a safetensors file.
+    /// Writes named tensors to a safetensors file: through a temporary file and a rename, and
+    /// never over anything but a regular file.
     pub fn write_safetensors<'a>(
         path: impl AsRef<Path>,
         tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     ) -> Result<()> {
         let path = path.as_ref();
-        let views: Vec<(&str, &Tensor)> = tensors.into_iter().collect();
-        safetensors::serialize_to_file(views, None, path).map_err(|e| RuntimeError::Safetensors {
+        let bytes = Self::to_safetensors_bytes(tensors)?;
+        sd_mil::files::write_atomic(path, &bytes).map_err(|e| RuntimeError::Safetensors {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })

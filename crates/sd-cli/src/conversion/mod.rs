@@ -188,7 +188,13 @@ fn convert_all(
     let mut packages = Vec::with_capacity(total);
     for (i, c) in job.components.iter().enumerate() {
         let dest = job.output.join(c.package_name(&o.convert.model_version));
-        if dest.exists() && !o.force {
+        let existing = sd_mil::package::inspect_destination(&dest).map_err(|source| {
+            ConversionError::Write {
+                path: dest.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        if existing == sd_mil::package::Destination::Complete && !o.force {
             on_event(ConversionEvent::Skipped {
                 index: i + 1,
                 total,

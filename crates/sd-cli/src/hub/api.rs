@@ -256,8 +256,8 @@ struct Lfs {
     size: u64,
 }
 
-/// Reads and checks the JSON of a revision listing.
-fn parse_listing(repo: &RepoId, text: &str) -> Result<Listing, HubError> {
+/// Reads and checks the JSON of a revision listing (`/api/models/<repo>/revision/<rev>`).
+pub fn parse_listing(repo: &RepoId, text: &str) -> Result<Listing, HubError> {
     let bad = |reason: String| HubError::BadListing {
         repo: repo.to_string(),
         reason,

@@ -29,7 +29,7 @@ mod fetch;
 mod repo;
 pub mod select;
 
-pub use api::HubClient;
+pub use api::{HubClient, parse_listing};
 pub use cache::RepoCache;
 pub use config::{ConfigError, DEFAULT_ENDPOINT, HubConfig};
 pub use error::HubError;

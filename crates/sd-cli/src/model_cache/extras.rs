@@ -63,7 +63,8 @@ pub fn write_extras(
             std::fs::create_dir_all(dir).map_err(at("creating", dir))?;
         }
         let json = serde_json::to_string_pretty(&config).expect("a JSON value serializes");
-        std::fs::write(&dst, json + "\n").map_err(at("writing", &dst))?;
+        sd_mil::files::write_atomic(&dst, (json + "\n").as_bytes())
+            .map_err(|e| at("writing", &dst)(std::io::Error::other(e.to_string())))?;
         written.push(vae.into());
     }
     Ok(written)

@@ -53,7 +53,8 @@ impl CacheMarker {
     pub fn write(&self, entry: &Path) -> Result<(), PathError> {
         let path = entry.join(MARKER);
         let json = serde_json::to_string_pretty(self).expect("a marker serializes");
-        std::fs::write(&path, json + "\n").map_err(at("writing", &path))
+        sd_mil::files::write_atomic(&path, (json + "\n").as_bytes())
+            .map_err(|e| at("writing", &path)(std::io::Error::other(e.to_string())))
     }
 
     /// The marker of the complete entry `entry` with key `key`: `None` when the marker is

@@ -141,8 +141,9 @@ impl WeightFile {
 fn looks_like_pickle(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 262];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
+    let n = sd_mil::files::open_regular(path, u64::MAX)
+        .ok()
+        .and_then(|(mut f, _)| f.read(&mut head).ok())
         .unwrap_or(0);
     let head = &head[..n];
     head.starts_with(b"PK\x03\x04")
@@ -405,10 +406,7 @@ impl WeightStore {
     }
 
     fn open_index(dir: &Path, index: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(index).map_err(|e| ConvertError::Io {
-            path: index.into(),
-            source: e,
-        })?;
+        let text = sd_mil::files::read_regular_string(index, sd_mil::files::MAX_JSON_BYTES)?;
         let v: Value = serde_json::from_str(&text).map_err(|e| ConvertError::Config {
             path: index.into(),
             message: e.to_string(),
@@ -417,7 +415,12 @@ impl WeightStore {
             path: index.into(),
             message: "missing key `weight_map`".into(),
         })?;
-        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+        // Shard names come from the file: each must stay inside the component folder.
+        let folder = sd_mil::files::Confinement::new(dir)?;
+        let paths = files
+            .iter()
+            .map(|f| folder.resolve(f))
+            .collect::<Result<Vec<PathBuf>, _>>()?;
         Self::open_files(dir, &paths)
     }
 

@@ -39,9 +39,8 @@ impl PickleFile {
     /// other values saved beside the tensors (`global_step`, …) are ignored.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Err(e) = std::fs::metadata(&path) {
-            return Err(ConvertError::Io { path, source: e });
-        }
+        // A FIFO or a device would block or never end inside the reader.
+        sd_mil::files::open_regular(&path, u64::MAX)?;
         let reader = PytorchReader::new(&path).map_err(|e| ConvertError::Pickle {
             path: path.clone(),
             message: e.to_string(),

@@ -49,7 +49,7 @@ impl SafetensorsFile {
             path: path.clone(),
             source: e,
         };
-        let file = std::fs::File::open(&path).map_err(io)?;
+        let (file, _) = sd_mil::files::open_regular(&path, u64::MAX)?;
         // SAFETY: the file is opened read-only and only read through this map; a writer
         // truncating it underneath us is outside what the converter guards against.
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;

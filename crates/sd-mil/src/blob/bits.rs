@@ -47,18 +47,56 @@ pub fn pack_bits(values: &[u8], bits: u32) -> Vec<u8> {
     }
 }
 
+/// [`pack_bits`] into a caller's buffer: `out` must hold exactly
+/// [`packed_len`]`(values.len(), bits)` bytes. Packing a long run piece by piece gives the
+/// same bytes as packing it whole when every piece but the last is a multiple of 8 elements.
+///
+/// # Panics
+///
+/// If `bits` is not in `1..=8` or `out` has another length (caller errors).
+pub fn pack_bits_into(values: &[u8], bits: u32, out: &mut [u8]) {
+    assert!(
+        (1..=8).contains(&bits),
+        "pack_bits_into: bits must be 1..=8, got {bits}"
+    );
+    assert_eq!(
+        out.len() as u64,
+        packed_len(values.len() as u64, bits),
+        "pack_bits_into: output length"
+    );
+    match bits {
+        1 => pack_into::<1>(values, out),
+        2 => pack_into::<2>(values, out),
+        3 => pack_into::<3>(values, out),
+        4 => pack_into::<4>(values, out),
+        5 => pack_into::<5>(values, out),
+        6 => pack_into::<6>(values, out),
+        7 => pack_into::<7>(values, out),
+        _ => out.copy_from_slice(values),
+    }
+}
+
 /// [`pack_bits`] for a width known at compile time, so that the shifts are constants.
 fn pack_n<const BITS: usize>(values: &[u8]) -> Vec<u8> {
-    if BITS == 4 {
-        // Nibble pairs: the compiler vectorizes this form best.
-        let mut out = Vec::with_capacity(values.len().div_ceil(2));
-        let mut pairs = values.chunks_exact(2);
-        out.extend(pairs.by_ref().map(|p| (p[0] & 0x0f) | (p[1] << 4)));
-        out.extend(pairs.remainder().iter().map(|v| v & 0x0f));
-        return out;
-    }
     let len = usize::try_from(packed_len(values.len() as u64, BITS as u32)).unwrap_or(usize::MAX);
     let mut out = vec![0u8; len];
+    pack_into::<BITS>(values, &mut out);
+    out
+}
+
+/// [`pack_bits_into`] for a width known at compile time.
+fn pack_into<const BITS: usize>(values: &[u8], out: &mut [u8]) {
+    if BITS == 4 {
+        // Nibble pairs: the compiler vectorizes this form best.
+        let mut pairs = values.chunks_exact(2);
+        for (dst, p) in out.iter_mut().zip(pairs.by_ref()) {
+            *dst = (p[0] & 0x0f) | (p[1] << 4);
+        }
+        if let [last] = pairs.remainder() {
+            out[out.len() - 1] = last & 0x0f;
+        }
+        return;
+    }
     // Eight elements fill exactly `BITS` whole bytes.
     let full = values.len() / 8;
     for (group, dst) in values.chunks_exact(8).zip(out.chunks_exact_mut(BITS)) {
@@ -66,9 +104,8 @@ fn pack_n<const BITS: usize>(values: &[u8]) -> Vec<u8> {
     }
     let tail = pack_group::<BITS>(&values[full * 8..]).to_le_bytes();
     let done = full * BITS;
-    let rest = len - done;
+    let rest = out.len() - done;
     out[done..].copy_from_slice(&tail[..rest]);
-    out
 }
 
 /// Up to eight elements packed into the low bits of a word.

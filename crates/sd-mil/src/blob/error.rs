@@ -20,6 +20,21 @@ pub enum BlobError {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file (a FIFO, a device, a directory).
+    #[error(transparent)]
+    File(Box<crate::files::FileError>),
+    /// A metadata record or its data does not start on a 64-byte boundary.
+    #[error("{}: blob at offset {offset}: {field} offset {at} is not a multiple of 64", path.display())]
+    Misaligned {
+        /// The blob file.
+        path: PathBuf,
+        /// Offset of the metadata record.
+        offset: u64,
+        /// "metadata" or "data".
+        field: &'static str,
+        /// The misaligned offset.
+        at: u64,
+    },
     /// The file is shorter than its 64-byte header.
     #[error("{}: file is {len} bytes, shorter than the 64-byte header", path.display())]
     TooShort {

@@ -16,7 +16,9 @@ pub mod layout;
 mod reader;
 mod writer;
 
-pub use bits::{pack_bits, pack_i4, packed_len, padding_bits, unpack_bits, unpack_i4};
+pub use bits::{
+    pack_bits, pack_bits_into, pack_i4, packed_len, padding_bits, unpack_bits, unpack_i4,
+};
 pub use dtype::BlobDtype;
 pub use error::{BlobError, Result};
 pub use reader::{BlobFile, BlobRef, Blobs};

@@ -3,7 +3,6 @@
 use super::layout::{self, HEADER_LEN, METADATA_LEN, Metadata, SENTINEL, VERSION};
 use super::{BlobDtype, BlobError, Result};
 use memmap2::Mmap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A memory-mapped `weight.bin` file.
@@ -42,11 +41,13 @@ impl BlobFile {
             let path = path.clone();
             move |source| BlobError::Io { path, what, source }
         };
-        let file = File::open(&path).map_err(io("opening the file"))?;
-        let len = file
-            .metadata()
-            .map_err(io("reading the file length"))?
-            .len();
+        let (file, len) = match crate::files::open_regular(&path, u64::MAX) {
+            Ok(opened) => opened,
+            Err(crate::files::FileError::Io { source, .. }) => {
+                return Err(io("opening the file")(source));
+            }
+            Err(e) => return Err(BlobError::File(Box::new(e))),
+        };
         if len < HEADER_LEN {
             return Err(BlobError::TooShort { path, len });
         }
@@ -107,6 +108,14 @@ impl BlobFile {
                 file_len,
             });
         }
+        if !offset.is_multiple_of(layout::ALIGNMENT) {
+            return Err(BlobError::Misaligned {
+                path: self.path.clone(),
+                offset,
+                field: "metadata",
+                at: offset,
+            });
+        }
         let meta = Metadata::decode(first_64(&self.map, offset as usize));
         if meta.sentinel != SENTINEL {
             return Err(BlobError::BadSentinel {
@@ -131,6 +140,14 @@ impl BlobFile {
                 end: data_end,
                 min: record_end,
                 file_len,
+            });
+        }
+        if !meta.data_offset.is_multiple_of(layout::ALIGNMENT) {
+            return Err(BlobError::Misaligned {
+                path: self.path.clone(),
+                offset,
+                field: "data",
+                at: meta.data_offset,
             });
         }
         let element_count =

@@ -95,3 +95,22 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A small model with one blob-backed weight: `y = linear(x: fp32 (1, 16), w: (8, 16))`.
+pub fn linear_model() -> Model {
+    use sd_mil::builder::FunctionBuilder;
+    use sd_mil::{DType, Opset, Program, TensorType};
+    let mut b = FunctionBuilder::new(Opset::CoreML7);
+    let x = b.input("x", TensorType::new(DType::F32, [1, 16])).unwrap();
+    let w = b
+        .constant("w", ConstValue::f32([8, 16], &[0.5; 128]).unwrap())
+        .unwrap();
+    let y = b
+        .op("linear")
+        .input("x", &x)
+        .input("weight", &w)
+        .name("y")
+        .build_one()
+        .unwrap();
+    Model::from_program(Program::with_main(b.finish(&[&y]).unwrap())).unwrap()
+}

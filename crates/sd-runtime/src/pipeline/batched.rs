@@ -90,12 +90,13 @@ impl<B: RtBackend> Staged<B> {
                     let t = self.stack(group, batch, &f.name, &f.shape)?;
                     inputs.insert(f.name.clone(), t);
                 }
-                let produced = stage
-                    .predict(&inputs)
-                    .map_err(|source| PipelineError::Predict {
-                        model: self.label.clone(),
-                        source: Box::new(source),
-                    })?;
+                let produced =
+                    stage
+                        .predict_checked(&inputs)
+                        .map_err(|source| PipelineError::Predict {
+                            model: self.label.clone(),
+                            source: Box::new(source),
+                        })?;
                 tensors.extend(inputs);
                 tensors.extend(produced);
             }

@@ -489,15 +489,19 @@ fn read_merges(path: &Path) -> Result<Merges, TokenizerError> {
 
 /// Reads a UTF-8 text file, telling a missing file from an unreadable one.
 fn read_text(path: &Path) -> Result<String, TokenizerError> {
-    std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    // vocab.json and merges.txt of CLIP are 1–2 MB; 64 MiB leaves room for any tokenizer.
+    sd_mil::files::read_regular_string(path, sd_mil::files::MAX_JSON_BYTES).map_err(|e| {
+        if e.is_not_found() {
             TokenizerError::MissingFile {
                 path: path.to_path_buf(),
             }
         } else {
             TokenizerError::Read {
                 path: path.to_path_buf(),
-                source,
+                source: match e {
+                    sd_mil::files::FileError::Io { source, .. } => source,
+                    other => std::io::Error::other(other.to_string()),
+                },
             }
         }
     })

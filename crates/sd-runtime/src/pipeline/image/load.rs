@@ -1,7 +1,6 @@
 //! Reading start images, control images and masks from PNG or JPEG files.
 
-use std::fs::{self, File};
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
@@ -69,82 +68,25 @@ impl LoadedImage {
     }
 }
 
-fn file_kind(ft: &fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-    }
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
-}
-
-pub(super) fn kind_of(ft: &fs::FileType) -> &'static str {
-    file_kind(ft)
-}
-
 /// Reads a whole input file of at most `limit` bytes. The path's metadata is checked *before*
 /// opening it (symbolic links are followed): anything but a regular file (a FIFO, `/dev/zero`,
 /// a directory) is refused at once instead of blocking or reading forever, and so is a file
 /// over the limit; the opened file is checked again and read through a `limit + 1` cap.
 pub fn read_input_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let unreadable = |source| ImageError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(unreadable)?;
-    check_regular(path, &meta, limit)?;
-    let file = File::open(path).map_err(unreadable)?;
-    // The path could have been replaced between the check and the open.
-    let meta = file.metadata().map_err(unreadable)?;
-    check_regular(path, &meta, limit)?;
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut data)
-        .map_err(unreadable)?;
-    if data.len() as u64 > limit {
-        return Err(ImageError::TooLarge {
-            path: path.to_path_buf(),
-            size: data.len() as u64,
+    use sd_mil::files::FileError;
+    sd_mil::files::read_regular(path, limit).map_err(|e| match e {
+        FileError::NotRegular { path, kind } => ImageError::NotRegularFile { path, kind },
+        FileError::TooLarge { path, len, limit } => ImageError::TooLarge {
+            path,
+            size: len,
             limit,
-        });
-    }
-    Ok(data)
-}
-
-fn check_regular(path: &Path, meta: &fs::Metadata, limit: u64) -> Result<()> {
-    if !meta.file_type().is_file() {
-        return Err(ImageError::NotRegularFile {
+        },
+        FileError::Io { path, source } => ImageError::Unreadable { path, source },
+        other => ImageError::Unreadable {
             path: path.to_path_buf(),
-            kind: file_kind(&meta.file_type()),
-        });
-    }
-    if meta.len() > limit {
-        return Err(ImageError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            limit,
-        });
-    }
-    Ok(())
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Reads a PNG or JPEG file ([`read_input_file`] with [`MAX_INPUT_BYTES`], then

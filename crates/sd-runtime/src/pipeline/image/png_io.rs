@@ -1,11 +1,9 @@
 //! PNG files with text metadata, written atomically.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Cursor;
+use std::path::Path;
 
-use super::load::{kind_of, read_input_file};
+use super::load::read_input_file;
 use super::{ImageError, Result, RgbImage};
 
 /// Largest PNG read by [`read_png_text_file`].
@@ -103,85 +101,21 @@ pub fn write_png_atomic(
     Ok(())
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` so that `path` is either untouched or complete: the data goes to a
-/// new hidden file beside it (same directory, `.<name>.<pid>-<n>.tmp`, created exclusively), is
-/// flushed to disk (`fsync`), then renamed over `path`; the directory is synced afterwards. On
-/// any error the temporary file is removed. A `path` that exists and is not a regular file (a
-/// symbolic link, directory, FIFO, device, socket) is refused, not replaced.
+/// Writes `bytes` to `path` so that `path` is either untouched or complete
+/// ([`sd_mil::files::write_atomic`]: a temporary file beside it, synced, then renamed). A
+/// `path` that exists and is not a regular file (a symbolic link, directory, FIFO, device,
+/// socket) is refused, not replaced.
 pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    use sd_mil::files::FileError;
     let path = path.as_ref();
-    let write_err = |source| ImageError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    check_target(path)?;
-    let name = path.file_name().ok_or_else(|| {
-        write_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path has no file name",
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // Keep the temporary name short enough for a 255-byte name limit.
-    let name = name.to_string_lossy();
-    let mut short = String::new();
-    for c in name.chars() {
-        if short.len() + c.len_utf8() > 180 {
-            break;
-        }
-        short.push(c);
-    }
-    let (tmp_path, mut file) = loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let candidate = dir.join(format!(".{short}.{}-{n}.tmp", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&candidate)
-        {
-            Ok(f) => break (candidate, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(write_err(e)),
-        }
-    };
-    let result = (|| -> Result<()> {
-        file.write_all(bytes).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        // The target could have been replaced by something else since the first check.
-        check_target(path)?;
-        fs::rename(&tmp_path, path).map_err(write_err)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp_path);
-        return Err(e);
-    }
-    // Make the rename itself durable (best effort: not every platform can open a directory).
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn check_target(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => Ok(()),
-        Ok(meta) => Err(ImageError::RefuseToReplace {
+    sd_mil::files::write_atomic(path, bytes).map_err(|e| match e {
+        FileError::RefuseToReplace { path, kind } => ImageError::RefuseToReplace { path, kind },
+        FileError::Io { path, source } => ImageError::Write { path, source },
+        other => ImageError::Write {
             path: path.to_path_buf(),
-            kind: kind_of(&meta.file_type()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(ImageError::Write {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// The text chunks (`tEXt`, `zTXt`, `iTXt`) of a PNG, as (keyword, text) in file order,

@@ -140,6 +140,22 @@ fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) ->
     (b, bi)
 }
 
+/// [`best_split`]'s search one candidate at a time (the same candidates, the same first
+/// minimum), for short windows.
+#[inline(always)]
+fn best_split_scalar(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) -> (f64, usize) {
+    let end = [p.w[j], p.s1[j], p.s2[j]];
+    let (mut b, mut bi) = (f64::INFINITY, lo);
+    for (i, &before) in prev.iter().enumerate().take(hi + 1).skip(lo) {
+        let v = before + segment_cost([p.w[i], p.s1[i], p.s2[i]], end);
+        if v < b {
+            b = v;
+            bi = i;
+        }
+    }
+    (b, bi)
+}
+
 /// What filling one row of the table reads: the prefix sums and the previous row (one
 /// cluster fewer) with its splits.
 struct Row<'a> {
@@ -243,13 +259,13 @@ fn leaf(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
 fn leaf_scan(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
     let mut from = b.opt_lo;
     for j in b.lo..=b.hi {
-        let (best, i) = best_split_lanes(
-            row.p,
-            row.prev,
-            j,
-            from.max(row.prev_split[j]),
-            b.opt_hi.min(j - 1),
-        );
+        let (lo, hi) = (from.max(row.prev_split[j]), b.opt_hi.min(j - 1));
+        // Most windows here are a few candidates long: a plain scan, without the lanes.
+        let (best, i) = if hi < lo + LANES {
+            best_split_scalar(row.p, row.prev, j, lo, hi)
+        } else {
+            best_split_lanes(row.p, row.prev, j, lo, hi)
+        };
         cur[j - b.base] = best;
         split[j - b.base] = i;
         from = i;
@@ -257,7 +273,7 @@ fn leaf_scan(row: &Row<'_>, cur: &mut [f64], split: &mut [usize], b: Block) {
 }
 
 /// Blocks whose points × candidate splits are at most this are scanned without recursion.
-const LEAF_WORK: usize = 256;
+const LEAF_WORK: usize = 64;
 
 /// Ranges of more points than this are filled on two threads.
 const PARALLEL_RANGE: usize = 4096;

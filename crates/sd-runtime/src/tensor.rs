@@ -276,4 +276,30 @@ mod tests {
         assert_eq!(get("c"), c);
         std::fs::remove_dir_all(dir).ok();
     }
+
+    #[test]
+    fn int64_tensors_narrow_only_when_exact() {
+        let dir = std::env::temp_dir().join(format!("sd-rt-i64-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ids.safetensors");
+        let write = |values: &[i64]| {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let view = safetensors::tensor::TensorView::new(Dtype::I64, vec![values.len()], &bytes)
+                .unwrap();
+            safetensors::serialize_to_file([("ids", view)], None, &p).unwrap();
+        };
+        write(&[0, 49407, -5]);
+        let t = Tensor::read_safetensors(&p).unwrap();
+        assert_eq!(t[0].1, Tensor::i32([3], vec![0, 49407, -5]));
+        write(&[1, 1 << 40]);
+        let e = Tensor::read_safetensors(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("ids") && e.contains("element 1") && e.contains("int32"),
+            "{e}"
+        );
+        // An output path that is a directory is refused, not replaced.
+        let e = Tensor::write_safetensors(&dir, [("ids", &t[0].1)]).unwrap_err();
+        assert!(e.to_string().contains("refusing"), "{e}");
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -44,15 +44,6 @@ pub fn copy_dir(src: &Path, dst: &Path) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Copies the file `src` to `dst`, creating `dst`'s folder.
-pub fn copy_file(src: &Path, dst: &Path) -> Result<(), PathError> {
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(at("creating", parent))?;
-    }
-    std::fs::copy(src, dst).map_err(at("copying", src))?;
-    Ok(())
-}
-
 /// A path under the system temporary folder, unique to this process and call:
 /// `<tmp>/<prefix>-<pid>-<n>` (nothing is created).
 pub fn unique_temp_path(prefix: &str) -> PathBuf {

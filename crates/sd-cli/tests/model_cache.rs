@@ -141,3 +141,32 @@ fn a_missing_model_is_a_clear_error_and_writes_nothing() {
     assert!(err.contains("/nonexistent/sd-model"), "{err}");
     assert!(!opts.cache_root.unwrap().exists());
 }
+
+/// A model folder whose tokenizer file is a FIFO: a clear error naming it, not a hang
+/// (issue #14). Links the user made (the fixture's tokenizer files are links) are followed.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_model_folder_is_an_error_not_a_hang() {
+    let scratch = workspace().join("target/test-scratch/model_cache/fifo");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let model = scratch.join("sd1-tiny");
+    let src = workspace().join("fixtures/models/sd1-tiny");
+    for part in ["scheduler", "text_encoder", "tokenizer", "unet", "vae"] {
+        std::fs::create_dir_all(model.join(part)).unwrap();
+        for e in std::fs::read_dir(src.join(part)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), model.join(part).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(src.join("model_index.json"), model.join("model_index.json")).unwrap();
+    let special = model.join("tokenizer/special_tokens_map.json");
+    std::fs::remove_file(&special).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&special)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = prepare(&model, &fresh_cache("fifo_cache")).unwrap_err();
+    let chain = format!("{err} {err:?}");
+    assert!(chain.contains("FIFO"), "{chain}");
+}

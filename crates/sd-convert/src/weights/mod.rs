@@ -415,11 +415,12 @@ impl WeightStore {
             path: index.into(),
             message: "missing key `weight_map`".into(),
         })?;
-        // Shard names come from the file: each must stay inside the component folder.
+        // Shard names come from the file: none may climb out of the component folder (a
+        // shard the user linked from elsewhere is theirs to choose).
         let folder = sd_mil::files::Confinement::new(dir)?;
         let paths = files
             .iter()
-            .map(|f| folder.resolve(f))
+            .map(|f| folder.join_plain(f))
             .collect::<Result<Vec<PathBuf>, _>>()?;
         Self::open_files(dir, &paths)
     }

@@ -68,6 +68,15 @@ impl Confinement {
         self.resolve(&format!("{folder}/{relative}"))
     }
 
+    /// `root/relative` after checking only that `relative` is a plain relative path (no root,
+    /// no `..`): for folders a user assembled, where links to elsewhere are their own choice
+    /// (a model folder sharing its tokenizer files), but a name read from a file must still not
+    /// climb out.
+    pub fn join_plain(&self, relative: &str) -> Result<PathBuf, FileError> {
+        self.check_relative(relative)?;
+        Ok(self.root.join(relative))
+    }
+
     /// Checks that `relative` is non-empty, relative and free of `..`.
     fn check_relative(&self, relative: &str) -> Result<(), FileError> {
         let bad = |why| FileError::BadRelativePath {
@@ -116,6 +125,8 @@ mod tests {
             assert!(e.to_string().contains(why), "{rel}: {e}");
         }
         assert!(c.resolve("Data/missing").unwrap_err().is_not_found());
+        assert!(c.join_plain("../secret").is_err());
+        assert_eq!(c.join_plain("Data/x/f").unwrap(), pkg.join("Data/x/f"));
         let e = c.resolve_in("Data", "/etc").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");
         assert!(c.resolve_in("Data", "x/f").is_ok());

@@ -1,9 +1,9 @@
 //! Palettization done when the package writer reads it: a weight's table and indices are
 //! [`TensorSource`]s over one shared [`LazyPalette`], computed on the first read and dropped
 //! once both parts have been read (the writer reads each once), so compressing a whole model
-//! holds one weight's work at a time, not the model's. While one weight is computed the next
-//! one is computed on another thread (each palette knows its successor in program order, the
-//! order the writer reads them), so the cores stay busy.
+//! holds a few weights' work at a time, not the model's. While one weight is written the next
+//! [`PREFETCH`] are computed on other threads (each palette knows its successor in program
+//! order, the order the writer reads them), so the cores stay busy.
 
 use crate::palettize::{palettize_fp16_packed, palettize_values};
 use crate::weights::{read_f32, to_dtype_bytes};

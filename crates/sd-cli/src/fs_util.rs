@@ -25,6 +25,25 @@ pub fn at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error)
     }
 }
 
+/// [`at`] for an error of [`sd_mil::files`].
+pub fn at_file<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(sd_mil::files::FileError) -> PathError + 'a {
+    move |e| at(what, path)(std::io::Error::other(e.to_string()))
+}
+
+/// Copies the regular file `src` (at most [`sd_mil::files::MAX_JSON_BYTES`]: tokenizer and
+/// config files) to `dst`, creating `dst`'s folder and writing it atomically.
+pub fn copy_small_file(src: &Path, dst: &Path) -> Result<(), PathError> {
+    let bytes = sd_mil::files::read_regular(src, sd_mil::files::MAX_JSON_BYTES)
+        .map_err(at_file("copying", src))?;
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(at("creating", parent))?;
+    }
+    sd_mil::files::write_atomic(dst, &bytes).map_err(at_file("copying", src))
+}
+
 /// Copies the folder `src` into `dst` recursively (symbolic links are followed).
 pub fn copy_dir(src: &Path, dst: &Path) -> Result<(), PathError> {
     std::fs::create_dir_all(dst).map_err(at("creating", dst))?;

@@ -3,7 +3,7 @@
 //! files `vocab.json` and `merges.txt`.
 
 use crate::conversion::PackageReport;
-use crate::fs_util::{PathError, at, copy_dir};
+use crate::fs_util::{PathError, at, copy_dir, copy_small_file};
 use std::path::{Path, PathBuf};
 
 /// What [`bundle`] wrote.
@@ -53,13 +53,7 @@ pub fn bundle(
     for f in TOKENIZER_FILES {
         let src = model_dir.join("tokenizer").join(f);
         if src.is_file() {
-            let to = res.join(f);
-            let fail = |e: sd_mil::files::FileError| {
-                at("copying", &src)(std::io::Error::other(e.to_string()))
-            };
-            let bytes =
-                sd_mil::files::read_regular(&src, sd_mil::files::MAX_JSON_BYTES).map_err(fail)?;
-            sd_mil::files::write_atomic(&to, &bytes).map_err(fail)?;
+            copy_small_file(&src, &res.join(f))?;
         } else {
             report.missing.push(src);
         }

@@ -130,11 +130,10 @@ fn best_split_lanes(p: &Prefix, prev: &[f64], j: usize, lo: usize, hi: usize) ->
             bi = arg[l] as usize;
         }
     }
-    for (i, &before) in prev.iter().enumerate().take(hi + 1).skip(full) {
-        let v = before + segment_cost([p.w[i], p.s1[i], p.s2[i]], end);
-        if v < b {
-            b = v;
-            bi = i;
+    if full <= hi {
+        let (tail, ti) = best_split_scalar(p, prev, j, full, hi);
+        if tail < b {
+            (b, bi) = (tail, ti);
         }
     }
     (b, bi)

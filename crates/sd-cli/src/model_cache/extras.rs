@@ -1,7 +1,7 @@
 //! The files image generation reads beside the packages: the CLIP tokenizer, the scheduler's
 //! and the VAE's configs (the latent scaling factor), the safety checker's preprocessor config.
 
-use crate::fs_util::{PathError, at};
+use crate::fs_util::{PathError, at, at_file, copy_small_file};
 use sd_convert::{ConvertError, Pipeline};
 use std::path::Path;
 
@@ -33,23 +33,6 @@ pub enum ExtrasError {
     },
 }
 
-/// Copies `root/rel` to `dst` if it is a regular file of at most 64 MiB (`rel` may not climb
-/// out of `root`; links the user made are followed), writing `dst` atomically.
-fn copy_confined(root: &Path, rel: &str, dst: &Path) -> Result<(), PathError> {
-    let src = root.join(rel);
-    let fail =
-        |e: sd_mil::files::FileError| at("copying", &src)(std::io::Error::other(e.to_string()));
-    let confined = sd_mil::files::Confinement::new(root)
-        .and_then(|c| c.join_plain(rel))
-        .map_err(fail)?;
-    let bytes =
-        sd_mil::files::read_regular(&confined, sd_mil::files::MAX_JSON_BYTES).map_err(fail)?;
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(at("creating", parent))?;
-    }
-    sd_mil::files::write_atomic(dst, &bytes).map_err(fail)
-}
-
 /// Copies [`EXTRA_FILES`] from `source` (the diffusers folder, or a single file's config
 /// folder) into `entry`; a single-file checkpoint without a `vae/config.json` gets the one
 /// inferred from its tensors. Returns the files written, relative to `entry`.
@@ -62,7 +45,9 @@ pub fn write_extras(
     for rel in EXTRA_FILES {
         // Present as anything (a FIFO or a device included: refused by the copy, not skipped).
         if let Some(root) = source.filter(|s| s.join(rel).exists()) {
-            copy_confined(root, rel, &entry.join(rel))?;
+            // `rel` may not climb out of `root`; links the user made are followed.
+            let src = sd_mil::files::join_relative(root, rel).map_err(at_file("copying", root))?;
+            copy_small_file(&src, &entry.join(rel))?;
             written.push(rel.to_string());
         }
     }
@@ -82,7 +67,7 @@ pub fn write_extras(
         }
         let json = serde_json::to_string_pretty(&config).expect("a JSON value serializes");
         sd_mil::files::write_atomic(&dst, (json + "\n").as_bytes())
-            .map_err(|e| at("writing", &dst)(std::io::Error::other(e.to_string())))?;
+            .map_err(at_file("writing", &dst))?;
         written.push(vae.into());
     }
     Ok(written)

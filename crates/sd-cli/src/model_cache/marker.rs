@@ -1,7 +1,7 @@
 //! `sd-cache.json`: written last into a cache entry, it says the entry is complete and what it
 //! holds. An entry without a valid marker is not an entry.
 
-use crate::fs_util::{PathError, at};
+use crate::fs_util::{PathError, at_file};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -54,7 +54,7 @@ impl CacheMarker {
         let path = entry.join(MARKER);
         let json = serde_json::to_string_pretty(self).expect("a marker serializes");
         sd_mil::files::write_atomic(&path, (json + "\n").as_bytes())
-            .map_err(|e| at("writing", &path)(std::io::Error::other(e.to_string())))
+            .map_err(at_file("writing", &path))
     }
 
     /// The marker of the complete entry `entry` with key `key`: `None` when the marker is

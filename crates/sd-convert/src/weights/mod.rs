@@ -417,10 +417,9 @@ impl WeightStore {
         })?;
         // Shard names come from the file: none may climb out of the component folder (a
         // shard the user linked from elsewhere is theirs to choose).
-        let folder = sd_mil::files::Confinement::new(dir)?;
         let paths = files
             .iter()
-            .map(|f| folder.join_plain(f))
+            .map(|f| sd_mil::files::join_relative(dir, f))
             .collect::<Result<Vec<PathBuf>, _>>()?;
         Self::open_files(dir, &paths)
     }

@@ -68,37 +68,35 @@ impl Confinement {
         self.resolve(&format!("{folder}/{relative}"))
     }
 
-    /// `root/relative` after checking only that `relative` is a plain relative path (no root,
-    /// no `..`): for folders a user assembled, where links to elsewhere are their own choice
-    /// (a model folder sharing its tokenizer files), but a name read from a file must still not
-    /// climb out.
-    pub fn join_plain(&self, relative: &str) -> Result<PathBuf, FileError> {
-        self.check_relative(relative)?;
-        Ok(self.root.join(relative))
-    }
-
-    /// Checks that `relative` is non-empty, relative and free of `..`.
     fn check_relative(&self, relative: &str) -> Result<(), FileError> {
-        let bad = |why| FileError::BadRelativePath {
-            root: self.root.clone(),
-            relative: relative.to_string(),
-            why,
-        };
-        if relative.is_empty() {
-            return Err(bad("is empty"));
-        }
-        if relative.contains('\0') {
-            return Err(bad("contains a NUL byte"));
-        }
-        for c in Path::new(relative).components() {
-            match c {
-                Component::Normal(_) | Component::CurDir => {}
-                Component::ParentDir => return Err(bad("climbs out with `..`")),
-                Component::RootDir | Component::Prefix(_) => return Err(bad("is absolute")),
-            }
-        }
-        Ok(())
+        join_relative(&self.root, relative).map(drop)
     }
+}
+
+/// `root/relative` after checking only that `relative` is a plain relative path (non-empty, no
+/// root, no `..`): for folders a user assembled, where links to elsewhere are their own choice
+/// (a model folder sharing its tokenizer files), but a name read from a file must still not
+/// climb out. [`Confinement`] adds the check of where links lead.
+pub fn join_relative(root: &Path, relative: &str) -> Result<PathBuf, FileError> {
+    let bad = |why| FileError::BadRelativePath {
+        root: root.to_path_buf(),
+        relative: relative.to_string(),
+        why,
+    };
+    if relative.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if relative.contains('\0') {
+        return Err(bad("contains a NUL byte"));
+    }
+    for c in Path::new(relative).components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(bad("climbs out with `..`")),
+            Component::RootDir | Component::Prefix(_) => return Err(bad("is absolute")),
+        }
+    }
+    Ok(root.join(relative))
 }
 
 #[cfg(test)]
@@ -125,8 +123,11 @@ mod tests {
             assert!(e.to_string().contains(why), "{rel}: {e}");
         }
         assert!(c.resolve("Data/missing").unwrap_err().is_not_found());
-        assert!(c.join_plain("../secret").is_err());
-        assert_eq!(c.join_plain("Data/x/f").unwrap(), pkg.join("Data/x/f"));
+        assert!(join_relative(&pkg, "../secret").is_err());
+        assert_eq!(
+            join_relative(&pkg, "Data/x/f").unwrap(),
+            pkg.join("Data/x/f")
+        );
         let e = c.resolve_in("Data", "/etc").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");
         assert!(c.resolve_in("Data", "x/f").is_ok());

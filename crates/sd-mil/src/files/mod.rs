@@ -29,7 +29,7 @@ mod kind;
 mod read;
 mod write;
 
-pub use confine::Confinement;
+pub use confine::{Confinement, join_relative};
 pub use error::FileError;
 pub use kind::{check_replaceable, file_kind};
 pub use read::{open_regular, read_regular, read_regular_string};

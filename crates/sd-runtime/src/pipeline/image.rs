@@ -211,6 +211,38 @@ pub enum ImageError {
     },
 }
 
+impl ImageError {
+    /// The image error for a refusal of [`sd_mil::files`] while reading (`writing` false) or
+    /// writing `path`.
+    pub(crate) fn from_file(
+        e: sd_mil::files::FileError,
+        path: &std::path::Path,
+        writing: bool,
+    ) -> Self {
+        use sd_mil::files::FileError;
+        match e {
+            FileError::NotRegular { path, kind } => ImageError::NotRegularFile { path, kind },
+            FileError::TooLarge { path, len, limit } => ImageError::TooLarge {
+                path,
+                size: len,
+                limit,
+            },
+            FileError::RefuseToReplace { path, kind } => ImageError::RefuseToReplace { path, kind },
+            FileError::Io { path, source } if writing => ImageError::Write { path, source },
+            FileError::Io { path, source } => ImageError::Unreadable { path, source },
+            other => {
+                let source = std::io::Error::other(other.to_string());
+                let path = path.to_path_buf();
+                if writing {
+                    ImageError::Write { path, source }
+                } else {
+                    ImageError::Unreadable { path, source }
+                }
+            }
+        }
+    }
+}
+
 /// Result with [`ImageError`].
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 

@@ -73,20 +73,7 @@ impl LoadedImage {
 /// a directory) is refused at once instead of blocking or reading forever, and so is a file
 /// over the limit; the opened file is checked again and read through a `limit + 1` cap.
 pub fn read_input_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    use sd_mil::files::FileError;
-    sd_mil::files::read_regular(path, limit).map_err(|e| match e {
-        FileError::NotRegular { path, kind } => ImageError::NotRegularFile { path, kind },
-        FileError::TooLarge { path, len, limit } => ImageError::TooLarge {
-            path,
-            size: len,
-            limit,
-        },
-        FileError::Io { path, source } => ImageError::Unreadable { path, source },
-        other => ImageError::Unreadable {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    sd_mil::files::read_regular(path, limit).map_err(|e| ImageError::from_file(e, path, false))
 }
 
 /// Reads a PNG or JPEG file ([`read_input_file`] with [`MAX_INPUT_BYTES`], then

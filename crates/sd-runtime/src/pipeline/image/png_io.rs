@@ -106,16 +106,8 @@ pub fn write_png_atomic(
 /// `path` that exists and is not a regular file (a symbolic link, directory, FIFO, device,
 /// socket) is refused, not replaced.
 pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    use sd_mil::files::FileError;
     let path = path.as_ref();
-    sd_mil::files::write_atomic(path, bytes).map_err(|e| match e {
-        FileError::RefuseToReplace { path, kind } => ImageError::RefuseToReplace { path, kind },
-        FileError::Io { path, source } => ImageError::Write { path, source },
-        other => ImageError::Write {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    sd_mil::files::write_atomic(path, bytes).map_err(|e| ImageError::from_file(e, path, true))
 }
 
 /// The text chunks (`tEXt`, `zTXt`, `iTXt`) of a PNG, as (keyword, text) in file order,

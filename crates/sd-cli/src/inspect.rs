@@ -1,7 +1,7 @@
 //! `sd inspect PACKAGE…`: signature, spec version and opset, op histogram, weight bytes.
 
 use anyhow::{Context, Result};
-use sd_mil::{ConstData, ConstValue, Model, package, text};
+use sd_mil::{ConstData, ConstValue, Model, mil_text, package};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,7 +68,9 @@ pub fn run(args: Args) -> Result<()> {
             .main()
             .context("the program has no main function")?;
         if args.mil {
-            print!("{}", text::program_text(&model.program));
+            let text = mil_text::program_text(&model.program, &mut mil_text::stored_offsets)
+                .with_context(|| format!("printing {} as MIL text", path.display()))?;
+            print!("{text}");
             continue;
         }
         let s = summarize(&model);

@@ -144,6 +144,14 @@ pub enum MilError {
         /// The cause.
         source: prost::DecodeError,
     },
+    /// MIL text (a compiled model's `model.mil`) that does not parse.
+    #[error("{path}:{line}:{column}: {reason}", path = path.display(), line = source.line, column = source.column, reason = source.reason)]
+    Text {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        source: crate::mil_text::TextError,
+    },
     /// A file is readable but its content breaks a rule of the format.
     #[error("{path}: {field}: {reason}", path = path.display())]
     Format {

@@ -3,8 +3,8 @@
 //! It holds a typed program IR ([`Program`] → [`Function`] → [`Operation`] over named, typed
 //! values), one [`catalogue`] of ops that serves the [`builder`], the protobuf reader's
 //! validation and the executor, the protobuf reader and writer ([`proto`]), the `weight.bin`
-//! blob format ([`blob`]), `.mlpackage` read/write ([`package`]), graph utilities ([`graph`]),
-//! a MIL text printer ([`text`]), bounded and confined reads of untrusted files ([`files`]) and the Stable Diffusion models' feature names ([`signature`]).
+//! blob format ([`blob`]), `.mlpackage` read/write ([`package`]), compiled `.mlmodelc` read/write ([`compiled`]), graph utilities ([`graph`]),
+//! MIL text ([`mil_text`], written and parsed), bounded and confined reads of untrusted files ([`files`]) and the Stable Diffusion models' feature names ([`signature`]).
 //!
 //! ```
 //! use sd_mil::{builder::FunctionBuilder, DType, Opset, TensorType};
@@ -18,16 +18,19 @@
 pub mod blob;
 pub mod builder;
 pub mod catalogue;
+pub mod compiled;
 mod dtype;
 mod error;
 pub mod files;
 pub mod graph;
+pub mod mil_text;
 mod model;
+mod model_folder;
 pub mod package;
 mod program;
 pub mod proto;
+mod read_model;
 pub mod signature;
-pub mod text;
 mod types;
 mod value;
 
@@ -35,5 +38,6 @@ pub use dtype::DType;
 pub use error::{MilError, ProgramError};
 pub use model::{ArrayDType, FeatureDescription, Metadata, Model, ModelDescription};
 pub use program::{Binding, Function, Operation, Opset, Program, Var};
+pub use read_model::read_model;
 pub use types::TensorType;
 pub use value::{ConstData, ConstValue, TensorSource};

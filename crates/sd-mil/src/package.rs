@@ -4,15 +4,17 @@
 //! only when complete, so a failed write never leaves a half-written package.
 
 use crate::blob::{BlobFile, BlobWriter};
+#[cfg(doc)]
+use crate::files::FileError;
 use crate::files::{
-    Confinement, FileError, MAX_JSON_BYTES, MAX_PROTOBUF_BYTES, check_replaceable, read_regular,
-    read_regular_string,
+    Confinement, MAX_JSON_BYTES, MAX_PROTOBUF_BYTES, read_regular, read_regular_string,
 };
+use crate::model_folder::{self, FolderKind};
 use crate::proto::{read, write};
 use crate::{MilError, Model};
 use prost::Message;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tracing::debug;
 
@@ -241,20 +243,14 @@ pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
     Ok(model)
 }
 
-/// What is at the destination of a package about to be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Destination {
-    /// Nothing: the package can be written.
-    Missing,
-    /// A package whose manifest and items are all there (a finished earlier write).
-    Complete,
-    /// An empty directory, or a package directory that is not complete (no manifest, or an
-    /// item missing): what an interrupted tool could have left. Writing replaces it.
-    Unfinished,
-}
+pub use crate::model_folder::Destination;
 
 /// Names a package directory may hold at its top level.
-const PACKAGE_ENTRIES: [&str; 2] = ["Manifest.json", "Data"];
+const PACKAGE: FolderKind = FolderKind {
+    foreign: "a directory that is not a Core ML package",
+    entries: &["Manifest.json", "Data"],
+    is_complete: |p| Manifest::read(p).is_ok(),
+};
 
 /// Looks at `dest` before a package is written there: [`Destination`] when it is missing, a
 /// directory with nothing but a package's top-level entries (`Manifest.json`, `Data`), or
@@ -262,28 +258,7 @@ const PACKAGE_ENTRIES: [&str; 2] = ["Manifest.json", "Data"];
 /// directory holding other things — is refused ([`FileError::RefuseToReplace`]), so a write
 /// never replaces what a tool did not make, `overwrite` or not.
 pub fn inspect_destination(dest: &Path) -> Result<Destination, MilError> {
-    check_replaceable(dest, true)?;
-    let entries = match std::fs::read_dir(dest) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Destination::Missing),
-        Err(e) => return Err(MilError::io(dest, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| MilError::io(dest, e))?;
-        let name = entry.file_name();
-        if !PACKAGE_ENTRIES.iter().any(|n| name == *n) {
-            return Err(FileError::RefuseToReplace {
-                path: dest.to_path_buf(),
-                kind: "a directory that is not a Core ML package",
-            }
-            .into());
-        }
-    }
-    Ok(if Manifest::read(dest).is_ok() {
-        Destination::Complete
-    } else {
-        Destination::Unfinished
-    })
+    model_folder::inspect(dest, &PACKAGE)
 }
 
 /// Options for [`write_package`].
@@ -303,67 +278,9 @@ pub fn write_package(
     dest: impl AsRef<Path>,
     options: WriteOptions,
 ) -> Result<(), MilError> {
-    let dest = dest.as_ref();
-    if inspect_destination(dest)? == Destination::Complete && !options.overwrite {
-        return Err(MilError::AlreadyExists {
-            path: dest.to_path_buf(),
-        });
-    }
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
-    let file_name = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("model.mlpackage");
-    remove_stale_partials(parent, file_name);
-    let tmp = parent.join(format!(
-        "{}{}-{}",
-        partial_prefix(file_name),
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    ));
-    let result = write_into(model, &tmp).and_then(|()| replace_dir(&tmp, dest));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-/// The name prefix of the temporary directories a write of `file_name` uses:
-/// `.<name>.partial-<pid>-<uuid>` (and `….old` for a replaced package set aside).
-fn partial_prefix(file_name: &str) -> String {
-    format!(".{file_name}.partial-")
-}
-
-/// Removes what writes of `file_name` into `parent` that were killed left behind: temporary
-/// directories of processes that no longer run (Linux only, where `/proc` tells; elsewhere
-/// they stay).
-fn remove_stale_partials(parent: &Path, file_name: &str) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let prefix = partial_prefix(file_name);
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-        {
-            debug!(path = %entry.path().display(), "removing a killed write's temporary package");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    model_folder::write(dest.as_ref(), &PACKAGE, options.overwrite, |tmp| {
+        write_into(model, tmp)
+    })
 }
 
 fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
@@ -383,25 +300,5 @@ fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
     let manifest_path = dir.join("Manifest.json");
     std::fs::write(&manifest_path, Manifest::new_package().to_json())
         .map_err(|e| MilError::io(&manifest_path, e))?;
-    Ok(())
-}
-
-fn replace_dir(tmp: &Path, dest: &Path) -> Result<(), MilError> {
-    let mut old: Option<PathBuf> = None;
-    // Checked again: the destination could have been replaced while the package was written.
-    if inspect_destination(dest)? != Destination::Missing {
-        let aside = tmp.with_extension("old");
-        std::fs::rename(dest, &aside).map_err(|e| MilError::io(dest, e))?;
-        old = Some(aside);
-    }
-    if let Err(e) = std::fs::rename(tmp, dest) {
-        if let Some(aside) = &old {
-            let _ = std::fs::rename(aside, dest);
-        }
-        return Err(MilError::io(dest, e));
-    }
-    if let Some(aside) = old {
-        std::fs::remove_dir_all(&aside).map_err(|e| MilError::io(&aside, e))?;
-    }
     Ok(())
 }

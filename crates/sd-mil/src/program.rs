@@ -141,6 +141,18 @@ impl Operation {
         })
     }
 
+    /// Every constant the op holds: its attributes' values and its inline bindings.
+    pub fn constants(&self) -> impl Iterator<Item = &ConstValue> {
+        self.attributes
+            .values()
+            .chain(self.inputs.iter().flat_map(|(_, bs)| {
+                bs.iter().filter_map(|b| match b {
+                    Binding::Value(v) => Some(v),
+                    Binding::Name(_) => None,
+                })
+            }))
+    }
+
     /// The value of a `const` op.
     pub fn const_value(&self) -> Option<&ConstValue> {
         if self.op_type == "const" {

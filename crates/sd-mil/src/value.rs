@@ -88,6 +88,32 @@ impl ConstValue {
         })
     }
 
+    /// A constant held by the blob at metadata offset `offset` of `file`; fails (with the
+    /// reason) when there is no blob there, or its element type or size differs from `ty`.
+    pub fn from_blob(ty: TensorType, file: &Arc<BlobFile>, offset: u64) -> Result<Self, String> {
+        let blob = file.blob(offset).map_err(|e| e.to_string())?;
+        if ty.dtype.blob_dtype() != Some(blob.dtype) {
+            return Err(format!(
+                "blob at offset {offset} is {:?}, the value is {ty}",
+                blob.dtype
+            ));
+        }
+        if blob.data.len() != ty.storage_len() {
+            return Err(format!(
+                "blob at offset {offset} holds {} bytes, {ty} needs {}",
+                blob.data.len(),
+                ty.storage_len()
+            ));
+        }
+        Ok(ConstValue {
+            ty,
+            data: ConstData::Blob {
+                file: file.clone(),
+                offset,
+            },
+        })
+    }
+
     /// An fp32 tensor.
     pub fn f32(shape: impl Into<Vec<usize>>, values: &[f32]) -> Result<Self, MilError> {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -42,3 +42,16 @@ fn apple_packages_round_trip_through_our_writer() {
         common::assert_models_equal(&model, &back);
     }
 }
+
+#[test]
+fn apple_packages_compile_and_read_back_equal() {
+    let out = common::scratch_dir("apple_compiled");
+    for p in common::apple_packages() {
+        let model = read_package(&p).unwrap();
+        let dest = out
+            .join(p.parent().unwrap().file_name().unwrap())
+            .join(p.with_extension("mlmodelc").file_name().unwrap());
+        common::assert_compiles_back(&model, &p, &dest);
+        assert!(sd_mil::read_model(&dest).is_ok());
+    }
+}

@@ -544,5 +544,15 @@ fn every_catalogue_op_round_trips_at_spec_7_8_9() {
         write_package(&model, &dest, WriteOptions::default()).unwrap();
         let back = read_package(&dest).unwrap();
         common::assert_models_equal(&model, &back);
+        // Compiled: from the package (weights copied as they are) and from memory (written
+        // afresh).
+        let compiled = out.join(format!("every_op_spec{}.mlmodelc", model.spec_version));
+        common::assert_compiles_back(&back, &dest, &compiled);
+        let fresh = out.join(format!(
+            "every_op_spec{}_fresh.mlmodelc",
+            model.spec_version
+        ));
+        sd_mil::compiled::write_compiled(&model, &fresh, WriteOptions::default()).unwrap();
+        common::assert_models_equal(&model, &sd_mil::compiled::read_compiled(&fresh).unwrap());
     }
 }

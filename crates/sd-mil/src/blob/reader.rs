@@ -71,6 +71,11 @@ impl BlobFile {
         Ok(Self { path, map, count })
     }
 
+    /// The whole mapped file, header included (for copying it byte for byte).
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -144,6 +144,14 @@ pub fn lookup(name: &str, opset: Opset) -> Option<&'static OpSpec> {
     all().find(|s| s.name == name && s.exists_in(opset))
 }
 
+/// Where parameter `param` of op `op_type` comes in the catalogue's order (`usize::MAX` for
+/// an op or parameter the catalogue does not know): readers keep parameters in this order.
+pub fn param_position(op_type: &str, opset: Opset, param: &str) -> usize {
+    lookup(op_type, opset)
+        .and_then(|s| s.params.iter().position(|ps| ps.name == param))
+        .unwrap_or(usize::MAX)
+}
+
 /// Whether any opset has an op called `name`.
 pub fn is_known(name: &str) -> bool {
     all().any(|s| s.name == name)

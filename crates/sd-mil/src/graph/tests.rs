@@ -110,13 +110,19 @@ fn check_function_catches_mismatched_outputs() {
 #[test]
 fn mil_text_prints_every_op() {
     let f = sample();
-    let text = crate::text::program_text(&crate::Program::with_main(f));
+    let text = crate::mil_text::program_text(
+        &crate::Program::with_main(f),
+        &mut crate::mil_text::stored_offsets,
+    )
+    .unwrap();
     assert!(
-        text.contains("func main<iOS17>(%x: (2, 3, fp32)(Tensor))"),
+        text.contains("func main<ios17>(tensor<fp32, [2, 3]> x)"),
         "{text}"
     );
     assert!(
-        text.contains("%out: (2, 3, fp32) = add(x=%a, y=%b)[name=string(\"out\")];"),
+        text.contains(
+            "tensor<fp32, [2, 3]> out = add(x = a, y = b)[name = tensor<string, []>(\"out\")];"
+        ),
         "{text}"
     );
 }

@@ -44,11 +44,7 @@ pub fn model_from_proto(
         .description
         .as_ref()
         .ok_or_else(|| fmt("description", "missing".into()))?;
-    let description = ModelDescription {
-        inputs: features(&desc.input, "description.input", path)?,
-        outputs: features(&desc.output, "description.output", path)?,
-        metadata: desc.metadata.as_ref().map(metadata).unwrap_or_default(),
-    };
+    let description = description_from_proto(desc, path)?;
     let model = Model {
         spec_version,
         description,
@@ -60,6 +56,18 @@ pub fn model_from_proto(
         source: Box::new(source),
     })?;
     Ok(model)
+}
+
+/// A model description from its protobuf form; `path` names the file in errors.
+pub fn description_from_proto(
+    desc: &pb::ModelDescription,
+    path: &Path,
+) -> Result<ModelDescription, MilError> {
+    Ok(ModelDescription {
+        inputs: features(&desc.input, "description.input", path)?,
+        outputs: features(&desc.output, "description.output", path)?,
+        metadata: desc.metadata.as_ref().map(metadata).unwrap_or_default(),
+    })
 }
 
 fn metadata(m: &pb::Metadata) -> Metadata {
@@ -121,7 +129,9 @@ fn features(
         .collect()
 }
 
-fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
+/// Checks that the description matches the main function's signature and that the
+/// specification version is new enough for its opset.
+pub(crate) fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
     let main = model
         .program
         .main()
@@ -309,11 +319,7 @@ fn operation(
         inputs.push((param.clone(), bindings));
     }
     // Protobuf maps are unordered: keep parameters in catalogue order for stable output.
-    let order = |p: &str| {
-        catalogue::lookup(&op.r#type, opset)
-            .and_then(|s| s.params.iter().position(|ps| ps.name == p))
-            .unwrap_or(usize::MAX)
-    };
+    let order = |p: &str| catalogue::param_position(&op.r#type, opset, p);
     inputs.sort_by(|(a, _), (b, _)| order(a).cmp(&order(b)).then(a.cmp(b)));
     let outputs = op
         .outputs

@@ -153,30 +153,7 @@ pub fn const_value(
             if b.file_name != super::WEIGHT_FILE_NAME {
                 return Err(format!("{field}: unsupported blob file `{}`", b.file_name));
             }
-            let blob = file.blob(b.offset).map_err(|e| format!("{field}: {e}"))?;
-            let want = ty.dtype.blob_dtype();
-            if want != Some(blob.dtype) {
-                return Err(format!(
-                    "{field}: blob at offset {} is {:?}, the value is {}",
-                    b.offset, blob.dtype, ty
-                ));
-            }
-            if blob.data.len() != ty.storage_len() {
-                return Err(format!(
-                    "{field}: blob at offset {} holds {} bytes, {} needs {}",
-                    b.offset,
-                    blob.data.len(),
-                    ty,
-                    ty.storage_len()
-                ));
-            }
-            Ok(ConstValue {
-                ty,
-                data: ConstData::Blob {
-                    file: file.clone(),
-                    offset: b.offset,
-                },
-            })
+            ConstValue::from_blob(ty, file, b.offset).map_err(|r| format!("{field}: {r}"))
         }
         Some(mil::value::Value::ImmediateValue(iv)) => {
             let tensor = match &iv.value {

@@ -4,7 +4,7 @@ use super::pb;
 use super::pb::mil_spec as mil;
 use super::value::{blob_ref, immediate, string_dict, value_type};
 use crate::blob::BlobWriter;
-use crate::model::FeatureDescription;
+use crate::model::{FeatureDescription, ModelDescription};
 use crate::program::{Binding, Function, Operation};
 use crate::value::ConstData;
 use crate::{ConstValue, DType, MilError, Model};
@@ -25,16 +25,32 @@ pub fn goes_to_blob(v: &ConstValue, spec_version: u32) -> bool {
 }
 
 /// Writes constants into `weight.bin`, sharing one blob between values with the same source.
-struct BlobSink<'a, W: Write + Seek> {
+pub(crate) struct BlobSink<'a, W: Write + Seek> {
     writer: &'a mut BlobWriter<W>,
     spec_version: u32,
     shared: HashMap<(usize, u64), u64>,
 }
 
-impl<W: Write + Seek> BlobSink<'_, W> {
-    fn value(&mut self, v: &ConstValue) -> Result<mil::Value, MilError> {
+impl<'a, W: Write + Seek> BlobSink<'a, W> {
+    /// A sink writing into `writer` by the rules of `spec_version`.
+    pub(crate) fn new(writer: &'a mut BlobWriter<W>, spec_version: u32) -> Self {
+        BlobSink {
+            writer,
+            spec_version,
+            shared: HashMap::new(),
+        }
+    }
+
+    /// The blobs written so far.
+    pub(crate) fn count(&self) -> u32 {
+        self.writer.count()
+    }
+
+    /// Where `v` goes: written into `weight.bin` (or found there already) when it belongs
+    /// there ([`goes_to_blob`]), giving its offset; `None` for an inline value.
+    pub(crate) fn place(&mut self, v: &ConstValue) -> Result<Option<u64>, MilError> {
         if !goes_to_blob(v, self.spec_version) {
-            return immediate(v);
+            return Ok(None);
         }
         let dtype =
             v.ty.dtype
@@ -53,7 +69,7 @@ impl<W: Write + Seek> BlobSink<'_, W> {
             _ => None,
         };
         if let Some(off) = key.and_then(|k| self.shared.get(&k)) {
-            return Ok(blob_ref(&v.ty, *off));
+            return Ok(Some(*off));
         }
         let offset = match &v.data {
             ConstData::Source(s) => {
@@ -75,7 +91,14 @@ impl<W: Write + Seek> BlobSink<'_, W> {
         if let Some(k) = key {
             self.shared.insert(k, offset);
         }
-        Ok(blob_ref(&v.ty, offset))
+        Ok(Some(offset))
+    }
+
+    fn value(&mut self, v: &ConstValue) -> Result<mil::Value, MilError> {
+        match self.place(v)? {
+            Some(offset) => Ok(blob_ref(&v.ty, offset)),
+            None => immediate(v),
+        }
     }
 }
 
@@ -175,11 +198,7 @@ pub fn model_to_proto<W: Write + Seek>(
     model: &Model,
     blobs: &mut BlobWriter<W>,
 ) -> Result<pb::Model, MilError> {
-    let mut sink = BlobSink {
-        writer: blobs,
-        spec_version: model.spec_version,
-        shared: HashMap::new(),
-    };
+    let mut sink = BlobSink::new(blobs, model.spec_version);
     let mut functions = HashMap::new();
     for (name, f) in &model.program.functions {
         functions.insert(name.clone(), function(f, &mut sink)?);
@@ -191,27 +210,10 @@ pub fn model_to_proto<W: Write + Seek>(
             string_dict(&model.program.build_info),
         );
     }
-    debug!(blobs = sink.writer.count(), "program converted to protobuf");
-    let d = &model.description;
-    let m = &d.metadata;
+    debug!(blobs = sink.count(), "program converted to protobuf");
     Ok(pb::Model {
         specification_version: model.spec_version as i32,
-        description: Some(pb::ModelDescription {
-            input: d.inputs.iter().map(feature).collect(),
-            output: d.outputs.iter().map(feature).collect(),
-            metadata: Some(pb::Metadata {
-                short_description: m.short_description.clone(),
-                version_string: m.version_string.clone(),
-                author: m.author.clone(),
-                license: m.license.clone(),
-                user_defined: m
-                    .user_defined
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            }),
-            ..Default::default()
-        }),
+        description: Some(description_to_proto(&model.description)),
         is_updatable: false,
         r#type: Some(pb::model::Type::MlProgram(mil::Program {
             version: 1,
@@ -220,4 +222,26 @@ pub fn model_to_proto<W: Write + Seek>(
             attributes,
         })),
     })
+}
+
+/// The protobuf form of a model description (also what a compiled model's `coremldata.bin`
+/// holds).
+pub fn description_to_proto(d: &ModelDescription) -> pb::ModelDescription {
+    let m = &d.metadata;
+    pb::ModelDescription {
+        input: d.inputs.iter().map(feature).collect(),
+        output: d.outputs.iter().map(feature).collect(),
+        metadata: Some(pb::Metadata {
+            short_description: m.short_description.clone(),
+            version_string: m.version_string.clone(),
+            author: m.author.clone(),
+            license: m.license.clone(),
+            user_defined: m
+                .user_defined
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }),
+        ..Default::default()
+    }
 }

@@ -114,3 +114,36 @@ pub fn linear_model() -> Model {
         .unwrap();
     Model::from_program(Program::with_main(b.finish(&[&y]).unwrap())).unwrap()
 }
+
+/// Compiles `model` (read from the package at `package`) into `dest` and checks the round
+/// trip: the compiled model reads back equal, its `weight.bin` is the package's byte for
+/// byte, and its `model.mil` is exactly what printing the read-back program gives.
+pub fn assert_compiles_back(model: &Model, package: &Path, dest: &Path) {
+    use sd_mil::compiled::{read_compiled, write_compiled};
+    write_compiled(
+        model,
+        dest,
+        sd_mil::package::WriteOptions { overwrite: true },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
+    let back = read_compiled(dest).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
+    assert_models_equal(model, &back);
+    let ours = package.join("Data/com.apple.CoreML/weights/weight.bin");
+    if ours.exists() {
+        assert!(
+            std::fs::read(&ours).unwrap()
+                == std::fs::read(dest.join("weights/weight.bin")).unwrap(),
+            "{}: weight.bin differs from the package's",
+            dest.display()
+        );
+    }
+    let text = std::fs::read_to_string(dest.join("model.mil")).unwrap();
+    let again =
+        sd_mil::mil_text::program_text(&back.program, &mut sd_mil::mil_text::stored_offsets)
+            .unwrap();
+    assert!(
+        text == again,
+        "{}: model.mil does not print back identically",
+        dest.display()
+    );
+}

@@ -1,0 +1,250 @@
+//! Compiled models (`.mlmodelc`): the form Apple's Swift package, `StableDiffusionSample` and
+//! Core ML on a device load, read and written without Apple's compiler.
+//!
+//! A compiled ML program is a folder:
+//!
+//! ```text
+//! Unet.mlmodelc/
+//!   model.mil                 the program as MIL text (see crate::mil_text)
+//!   coremldata.bin            header + the ModelDescription protobuf (inputs, outputs, metadata)
+//!   metadata.json             a readable summary (schema, op histogram, user metadata)
+//!   analytics/coremldata.bin  a small key/value record
+//!   weights/weight.bin        the same blob file an .mlpackage holds
+//! ```
+//!
+//! [`read_compiled`] yields the same [`Model`] that [`read_package`](crate::package::read_package)
+//! gives for the package it came from; [`write_compiled`] lays a model out that way, copying
+//! the package's `weight.bin` byte for byte when the model was read from one.
+//!
+//! ```
+//! use sd_mil::builder::FunctionBuilder;
+//! use sd_mil::compiled::{read_compiled, write_compiled};
+//! use sd_mil::package::WriteOptions;
+//! use sd_mil::{DType, Model, Opset, Program, TensorType};
+//!
+//! let mut f = FunctionBuilder::new(Opset::CoreML7);
+//! let x = f.input("x", TensorType::new(DType::F16, [1, 4])).unwrap();
+//! let y = f.op("relu").input("x", &x).name("y").build_one().unwrap();
+//! let model = Model::from_program(Program::with_main(f.finish(&[&y]).unwrap())).unwrap();
+//! let dir = std::env::temp_dir().join(format!("sd-mil-compiled-doc-{}", std::process::id()));
+//! let dest = dir.join("Relu.mlmodelc");
+//! write_compiled(&model, &dest, WriteOptions::default()).unwrap();
+//! let back = read_compiled(&dest).unwrap();
+//! assert_eq!(back.description, model.description);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+pub mod coremldata;
+mod metadata_json;
+
+use crate::blob::{BlobFile, BlobWriter};
+use crate::files::{
+    Confinement, MAX_JSON_BYTES, MAX_PROTOBUF_BYTES, read_regular, read_regular_string,
+};
+use crate::mil_text::{self, parse_program, program_text};
+use crate::model_folder::{self, Destination, FolderKind};
+use crate::package::WriteOptions;
+use crate::proto::{read, write};
+use crate::{ConstData, ConstValue, MilError, Model};
+use base64::Engine;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tracing::debug;
+
+/// The program text.
+pub const MODEL_MIL: &str = "model.mil";
+/// The header with the description.
+pub const COREMLDATA: &str = "coremldata.bin";
+/// The readable summary.
+pub const METADATA_JSON: &str = "metadata.json";
+/// The weights, relative to the folder (what `@model_path/` in a `BLOBFILE` path stands for).
+pub const WEIGHTS: &str = "weights/weight.bin";
+/// The analytics record.
+pub const ANALYTICS: &str = "analytics/coremldata.bin";
+
+/// Size limit for `model.mil`: 256 MiB (a full-size UNet's text is a few MiB; weights live in
+/// `weight.bin`).
+pub const MAX_MIL_TEXT_BYTES: u64 = 256 << 20;
+
+/// The prefix of every `BLOBFILE` path: the folder of the compiled model.
+const MODEL_PATH_PREFIX: &str = "@model_path/";
+
+const COMPILED: FolderKind = FolderKind {
+    foreign: "a directory that is not a compiled Core ML model",
+    entries: &[MODEL_MIL, COREMLDATA, METADATA_JSON, "weights", "analytics"],
+    is_complete: |p| {
+        [MODEL_MIL, COREMLDATA, METADATA_JSON]
+            .iter()
+            .all(|f| p.join(f).is_file())
+    },
+};
+
+/// Whether `path` is a compiled model folder (named `*.mlmodelc`, or holding `model.mil` or
+/// `coremldata.bin`) rather than an `.mlpackage`.
+pub fn is_compiled(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "mlmodelc")
+        || path.join(MODEL_MIL).exists()
+        || path.join(COREMLDATA).exists()
+}
+
+/// Reads a compiled model: the description from `coremldata.bin`, the program from
+/// `model.mil` (its `BLOBFILE` references resolved inside the folder and checked against the
+/// blobs), checked against the op catalogue and the description; `metadata.json`, when
+/// present, must agree with them.
+pub fn read_compiled(dir: impl AsRef<Path>) -> Result<Model, MilError> {
+    let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(MilError::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlmodelc directory"),
+        ));
+    }
+    let confined = Confinement::new(dir)?;
+    let data_path = confined.resolve(COREMLDATA)?;
+    let (spec_version, desc) =
+        coremldata::decode(&read_regular(&data_path, MAX_PROTOBUF_BYTES)?, &data_path)?;
+    let description = read::description_from_proto(&desc, &data_path)?;
+    let mil_path = confined.resolve(MODEL_MIL)?;
+    let text = read_regular_string(&mil_path, MAX_MIL_TEXT_BYTES)?;
+    let mut files: HashMap<String, Arc<BlobFile>> = HashMap::new();
+    let mut resolve = |blob_path: &str| -> Result<Arc<BlobFile>, String> {
+        if let Some(f) = files.get(blob_path) {
+            return Ok(f.clone());
+        }
+        let relative = blob_path.strip_prefix(MODEL_PATH_PREFIX).ok_or_else(|| {
+            format!("BLOBFILE path `{blob_path}` does not start with {MODEL_PATH_PREFIX}")
+        })?;
+        let p = confined.resolve(relative).map_err(|e| e.to_string())?;
+        let f = Arc::new(BlobFile::open(&p).map_err(|e| e.to_string())?);
+        files.insert(blob_path.to_string(), f.clone());
+        Ok(f)
+    };
+    let program = parse_program(&text, &mut resolve).map_err(|source| MilError::Text {
+        path: mil_path.clone(),
+        source,
+    })?;
+    let model = Model {
+        spec_version,
+        description,
+        program,
+    };
+    read::check_signature(&model, &data_path)?;
+    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile {
+        path: mil_path.clone(),
+        source: Box::new(source),
+    })?;
+    match confined.resolve(METADATA_JSON) {
+        Ok(p) => metadata_json::check(&read_regular_string(&p, MAX_JSON_BYTES)?, &model, &p)?,
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    debug!(model = %dir.display(), spec = model.spec_version, "compiled model read");
+    Ok(model)
+}
+
+/// Looks at `dest` before a compiled model is written there (see
+/// [`package::inspect_destination`](crate::package::inspect_destination)): only a missing
+/// path, an empty directory or a compiled model folder may be replaced.
+pub fn inspect_destination(dest: &Path) -> Result<Destination, MilError> {
+    model_folder::inspect(dest, &COMPILED)
+}
+
+/// Writes `model` as a compiled model folder at `dest` (assembled beside it and renamed into
+/// place). When every weight of the model lives in one `weight.bin` (a model read from a
+/// package or a compiled model), that file is copied byte for byte and the offsets kept;
+/// otherwise the weights are written afresh by the rules `.mlpackage` writing uses.
+pub fn write_compiled(
+    model: &Model,
+    dest: impl AsRef<Path>,
+    options: WriteOptions,
+) -> Result<(), MilError> {
+    let dest = dest.as_ref();
+    let class_name = class_name(dest);
+    model_folder::write(dest, &COMPILED, options.overwrite, |tmp| {
+        write_into(model, tmp, &class_name)
+    })
+}
+
+/// The class name Xcode would generate for the model: its file stem, with every character
+/// that cannot be in a Swift identifier replaced by `_`.
+fn class_name(dest: &Path) -> String {
+    let stem = dest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    stem.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The one weight file every stored constant of `model` lives in, when there is exactly one
+/// and nothing else would need a blob.
+fn single_weight_file(model: &Model) -> Option<Arc<BlobFile>> {
+    let mut file: Option<&Arc<BlobFile>> = None;
+    for op in model.program.functions.values().flat_map(|f| &f.operations) {
+        for v in op.constants() {
+            match &v.data {
+                ConstData::Blob { file: f, .. } => match file {
+                    Some(seen) if !Arc::ptr_eq(seen, f) => return None,
+                    _ => file = Some(f),
+                },
+                _ if write::goes_to_blob(v, model.spec_version) => return None,
+                _ => {}
+            }
+        }
+    }
+    file.cloned()
+}
+
+fn write_into(model: &Model, dir: &Path, class_name: &str) -> Result<(), MilError> {
+    let weights = dir.join(WEIGHTS);
+    let weights_dir = weights.parent().unwrap_or(dir);
+    let text = if let Some(file) = single_weight_file(model) {
+        std::fs::create_dir_all(weights_dir).map_err(|e| MilError::io(weights_dir, e))?;
+        std::fs::write(&weights, file.bytes()).map_err(|e| MilError::io(&weights, e))?;
+        program_text(&model.program, &mut mil_text::stored_offsets)?
+    } else {
+        let any_blob = model
+            .program
+            .functions
+            .values()
+            .flat_map(|f| &f.operations)
+            .flat_map(|op| op.constants())
+            .any(|v: &ConstValue| write::goes_to_blob(v, model.spec_version));
+        if any_blob {
+            std::fs::create_dir_all(weights_dir).map_err(|e| MilError::io(weights_dir, e))?;
+            let mut blobs = BlobWriter::create(&weights)?;
+            let mut sink = write::BlobSink::new(&mut blobs, model.spec_version);
+            let text = program_text(&model.program, &mut |v| sink.place(v))?;
+            blobs
+                .finish()?
+                .into_inner()
+                .map_err(|e| MilError::io(&weights, e.into_error()))?
+                .sync_all()
+                .map_err(|e| MilError::io(&weights, e))?;
+            text
+        } else {
+            program_text(&model.program, &mut |_| Ok(None))?
+        }
+    };
+    let put = |name: &str, bytes: &[u8]| -> Result<(), MilError> {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
+        }
+        std::fs::write(&p, bytes).map_err(|e| MilError::io(&p, e))
+    };
+    put(MODEL_MIL, text.as_bytes())?;
+    let desc = write::description_to_proto(&model.description);
+    put(COREMLDATA, &coremldata::encode(model.spec_version, &desc))?;
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()));
+    put(ANALYTICS, &coremldata::encode_analytics(&hash))?;
+    put(
+        METADATA_JSON,
+        metadata_json::encode(model, class_name).as_bytes(),
+    )?;
+    Ok(())
+}

@@ -22,6 +22,8 @@ pub const TARGETS: &[&str] = &[
     "tokenizer_files",
     "recipe",
     "hub_listing",
+    "mil_text",
+    "compiled",
 ];
 
 /// Runs target `name` on `data`; unknown names panic (a harness bug, not an input bug).
@@ -39,6 +41,8 @@ pub fn run(name: &str, data: &[u8]) {
         "tokenizer_files" => tokenizer_files(data),
         "recipe" => recipe(data),
         "hub_listing" => hub_listing(data),
+        "mil_text" => mil_text(data),
+        "compiled" => compiled(data),
         other => panic!("no fuzz target `{other}`"),
     }
 }
@@ -81,7 +85,8 @@ fn model_proto(data: &[u8]) {
     if let Ok(pb) = sd_mil::proto::read::decode(data, path)
         && let Ok(model) = sd_mil::proto::read::model_from_proto(&pb, None, path)
     {
-        let _ = sd_mil::text::program_text(&model.program);
+        let _ =
+            sd_mil::mil_text::program_text(&model.program, &mut sd_mil::mil_text::stored_offsets);
     }
 }
 
@@ -167,25 +172,89 @@ fn package(data: &[u8]) {
 
 /// Splits `[u32 LE manifest length][u32 LE model length][manifest][model][weights]`.
 pub fn split_package(data: &[u8]) -> Option<[&[u8]; 3]> {
-    let len = |at: usize| -> Option<usize> {
-        Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize)
-    };
-    let (a, b) = (len(0)?, len(4)?);
-    let rest = data.get(8..)?;
-    let manifest = rest.get(..a)?;
-    let model = rest.get(a..a.checked_add(b)?)?;
-    Some([manifest, model, &rest[a + b..]])
+    split_files(data)
 }
 
 /// Joins the three files of a package as [`split_package`] reads them.
 pub fn join_package(manifest: &[u8], model: &[u8], weights: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + manifest.len() + model.len() + weights.len());
-    out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(model.len() as u32).to_le_bytes());
-    out.extend_from_slice(manifest);
-    out.extend_from_slice(model);
-    out.extend_from_slice(weights);
+    join_files(&[manifest, model, weights])
+}
+
+/// Splits `N` files joined as `[u32 LE length of each but the last]…[file 1]…[file N]`.
+pub fn split_files<const N: usize>(data: &[u8]) -> Option<[&[u8]; N]> {
+    let heads = (N - 1) * 4;
+    let mut rest = data.get(heads..)?;
+    let mut out = [&[][..]; N];
+    for (i, slot) in out.iter_mut().enumerate().take(N - 1) {
+        let len = u32::from_le_bytes(data.get(i * 4..i * 4 + 4)?.try_into().ok()?) as usize;
+        *slot = rest.get(..len)?;
+        rest = &rest[len..];
+    }
+    out[N - 1] = rest;
+    Some(out)
+}
+
+/// Joins files as [`split_files`] reads them.
+pub fn join_files(files: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in &files[..files.len().saturating_sub(1)] {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    }
+    for f in files {
+        out.extend_from_slice(f);
+    }
     out
+}
+
+/// The weights the `mil_text` target's `BLOBFILE` references resolve to: those of the
+/// hand-written iOS18 fixture (fp16, uint8, int8, uint4, … blobs).
+const MIL_TEXT_WEIGHTS: &[u8] =
+    include_bytes!("../crates/sd-mil/tests/fixtures/mil_text/weights/spec9.bin");
+
+/// `model.mil`: MIL text parsed (BLOBFILE paths resolved to a small weight file), checked
+/// against the catalogue, and — when it parses — printed and parsed again, which must work.
+fn mil_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let dir = scratch("mil_text");
+    let weights = dir.join("weight.bin");
+    write(&weights, MIL_TEXT_WEIGHTS);
+    let file =
+        std::sync::Arc::new(sd_mil::blob::BlobFile::open(&weights).expect("fixture weights"));
+    let mut resolve = |path: &str| {
+        if path == "@model_path/weights/weight.bin" {
+            Ok(file.clone())
+        } else {
+            Err(format!("no {path}"))
+        }
+    };
+    let Ok(program) = sd_mil::mil_text::parse_program(text, &mut resolve) else {
+        return;
+    };
+    let _ = sd_mil::graph::check_program(&program);
+    if let Ok(printed) =
+        sd_mil::mil_text::program_text(&program, &mut sd_mil::mil_text::stored_offsets)
+        && let Err(e) = sd_mil::mil_text::parse_program(&printed, &mut resolve)
+    {
+        panic!("printed MIL text does not parse back: {e}\n{printed}");
+    }
+}
+
+/// A whole `.mlmodelc`: the bytes hold `model.mil`, `coremldata.bin`, `metadata.json` and
+/// `weight.bin` (see [`split_files`]); the folder is read as the CLI reads it.
+fn compiled(data: &[u8]) {
+    let Some([mil, coremldata, metadata, weights]) = split_files::<4>(data) else {
+        return;
+    };
+    let dir = scratch("compiled").join("m.mlmodelc");
+    write(&dir.join("model.mil"), mil);
+    write(&dir.join("coremldata.bin"), coremldata);
+    if !metadata.is_empty() {
+        write(&dir.join("metadata.json"), metadata);
+    }
+    write(&dir.join("weights/weight.bin"), weights);
+    let _ = sd_mil::read_model(&dir);
 }
 
 /// A safetensors file, through the converter's weight store (header checks, every small

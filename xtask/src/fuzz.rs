@@ -301,6 +301,30 @@ fn seed(root: &Path, t: &str, dir: &Path) -> Result<usize> {
                 br#"{"id":"o/n","sha":"0123456789abcdef0123456789abcdef01234567","siblings":[{"rfilename":"unet/diffusion_pytorch_model.safetensors","size":9,"blobId":"1111111111111111111111111111111111111111","lfs":{"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":9,"pointerSize":130}},{"rfilename":"model_index.json","size":3,"blobId":"2222222222222222222222222222222222222222"}]}"#.to_vec(),
             ));
         }
+        "mil_text" => {
+            let dir = root.join("crates/sd-mil/tests/fixtures/mil_text");
+            for name in ["apple_ios16.mil", "apple_ios17.mil", "apple_ios18.mil"] {
+                seeds.push((name.into(), read(&dir.join(name))?));
+            }
+        }
+        "compiled" => {
+            for (i, p) in compiled_models(&root.join("target/test-packages"))
+                .iter()
+                .enumerate()
+            {
+                let files = [
+                    "model.mil",
+                    "coremldata.bin",
+                    "metadata.json",
+                    "weights/weight.bin",
+                ]
+                .map(|f| read(&p.join(f)).unwrap_or_default());
+                let joined = targets::join_files(&files.each_ref().map(Vec::as_slice));
+                if joined.len() <= MAX_LEN {
+                    seeds.push((format!("mlmodelc{i}"), joined));
+                }
+            }
+        }
         other => bail!("no seeds for `{other}`"),
     }
     let n = seeds.len();
@@ -345,6 +369,13 @@ fn find(dir: &Path, keep: &dyn Fn(&Path, bool) -> bool) -> Vec<PathBuf> {
 fn all_packages(dir: &Path) -> Vec<PathBuf> {
     find(dir, &|p, is_dir| {
         is_dir && p.extension().is_some_and(|x| x == "mlpackage") && p.join(MODEL).is_file()
+    })
+}
+
+/// The `.mlmodelc` folders under `dir` (the tests compile some into `target/test-packages`).
+fn compiled_models(dir: &Path) -> Vec<PathBuf> {
+    find(dir, &|p, is_dir| {
+        is_dir && p.extension().is_some_and(|e| e == "mlmodelc")
     })
 }
 

@@ -80,7 +80,7 @@ pub fn analyze_package(
     options: &AnalysisOptions,
     on_event: &mut dyn FnMut(AnalysisEvent),
 ) -> Result<PreAnalysis, CompressError> {
-    let package = sd_mil::package::read_package(path).map_err(runtime)?;
+    let package = sd_mil::read_model(path).map_err(runtime)?;
     let main = package.program.main().ok_or(CompressError::NoMain)?;
     let vocab = main
         .operations

@@ -5,7 +5,7 @@ use crate::recipe_file::{RecipeChoice, read_recipe};
 use anyhow::{Context, Result, bail};
 use sd_compress::analysis::{AnalysisEvent, AnalysisOptions};
 use sd_compress::{Granularity, PalettizeOptions, chunk, palettize, quantize_linear8};
-use sd_mil::package::{WriteOptions, read_package, write_package};
+use sd_mil::package::{WriteOptions, write_package};
 use sd_runtime::pipeline::image::write_file_atomic;
 use std::path::PathBuf;
 
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.nbits.is_none() && args.recipe.is_none() && !args.linear8 && !args.chunk {
         bail!("nothing to do: give --nbits, --recipe, --linear8, --chunk or --analyze");
     }
-    let mut model = read_package(&args.package)
+    let mut model = sd_mil::read_model(&args.package)
         .with_context(|| format!("reading {}", args.package.display()))?;
     if args.nbits.is_some() || args.recipe.is_some() {
         let mut opts = PalettizeOptions::new(args.nbits.unwrap_or(16));

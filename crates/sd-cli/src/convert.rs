@@ -90,7 +90,8 @@ pub struct Args {
     /// Replace existing packages (by default they are skipped).
     #[arg(long)]
     force: bool,
-    /// Lay the packages out as the Swift CLI's Resources/ (plus vocab.json and merges.txt).
+    /// Also write Resources/ for Apple's Swift CLI: each package compiled to .mlmodelc under its
+    /// Swift name (Unet.mlmodelc, UnetChunk1.mlmodelc, …), plus vocab.json and merges.txt.
     #[arg(long)]
     bundle_resources_for_swift_cli: bool,
     /// Run every written package against an fp32 ORIGINAL-attention build of the same network on
@@ -295,17 +296,12 @@ impl Printer {
                  checkpoint, --config names a diffusers folder holding tokenizer/)",
                 path.display()
             ),
-            ConversionEvent::ResourcesWritten {
-                dir,
-                compile_commands,
-            } => {
+            ConversionEvent::ResourcesWritten { dir, compiled } => {
                 eprintln!(
-                    "Resources written to {}. On a Mac, compile each package (then delete the .mlpackage):",
-                    dir.display()
+                    "Resources for the Swift CLI written to {} ({} compiled models)",
+                    dir.display(),
+                    compiled.len()
                 );
-                for c in compile_commands {
-                    println!("{c}");
-                }
             }
         }
     }

@@ -44,25 +44,6 @@ pub fn copy_small_file(src: &Path, dst: &Path) -> Result<(), PathError> {
     sd_mil::files::write_atomic(dst, &bytes).map_err(at_file("copying", src))
 }
 
-/// Copies the folder `src` into `dst` recursively (symbolic links are followed).
-pub fn copy_dir(src: &Path, dst: &Path) -> Result<(), PathError> {
-    std::fs::create_dir_all(dst).map_err(at("creating", dst))?;
-    for e in std::fs::read_dir(src).map_err(at("listing", src))? {
-        let e = e.map_err(at("listing", src))?;
-        let to = dst.join(e.file_name());
-        let from = e.path();
-        if std::fs::metadata(&from)
-            .map_err(at("reading", &from))?
-            .is_dir()
-        {
-            copy_dir(&from, &to)?;
-        } else {
-            std::fs::copy(&from, &to).map_err(at("copying", &from))?;
-        }
-    }
-    Ok(())
-}
-
 /// A path under the system temporary folder, unique to this process and call:
 /// `<tmp>/<prefix>-<pid>-<n>` (nothing is created).
 pub fn unique_temp_path(prefix: &str) -> PathBuf {

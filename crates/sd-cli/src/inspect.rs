@@ -1,7 +1,7 @@
-//! `sd inspect PACKAGE…`: signature, spec version and opset, op histogram, weight bytes.
+//! `sd inspect MODEL…` (`.mlpackage` or `.mlmodelc`): signature, spec version and opset, op histogram, weight bytes.
 
 use anyhow::{Context, Result};
-use sd_mil::{ConstData, ConstValue, Model, mil_text, package};
+use sd_mil::{ConstData, Model, mil_text};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Arguments of `sd inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Packages to inspect.
+    /// Models to inspect (.mlpackage or compiled .mlmodelc folders).
     #[arg(required = true)]
     packages: Vec<PathBuf>,
     /// Print the program as MIL text.
@@ -29,23 +29,13 @@ struct Summary {
 fn summarize(model: &Model) -> Summary {
     let mut ops = BTreeMap::new();
     let mut weight_bytes = BTreeMap::new();
-    let mut count_const = |v: &ConstValue| {
-        if matches!(v.data, ConstData::Blob { .. }) {
-            *weight_bytes
-                .entry(v.ty.dtype.name().to_string())
-                .or_insert(0) += v.ty.storage_len() as u64;
-        }
-    };
-    for f in model.program.functions.values() {
-        for op in &f.operations {
-            *ops.entry(op.op_type.clone()).or_insert(0) += 1;
-            op.attributes.values().for_each(&mut count_const);
-            for (_, bs) in &op.inputs {
-                for b in bs {
-                    if let sd_mil::Binding::Value(v) = b {
-                        count_const(v);
-                    }
-                }
+    for op in model.program.functions.values().flat_map(|f| &f.operations) {
+        *ops.entry(op.op_type.clone()).or_insert(0) += 1;
+        for v in op.constants() {
+            if matches!(v.data, ConstData::Blob { .. }) {
+                *weight_bytes
+                    .entry(v.ty.dtype.name().to_string())
+                    .or_insert(0) += v.ty.storage_len() as u64;
             }
         }
     }
@@ -62,7 +52,7 @@ fn features(list: &[sd_mil::FeatureDescription]) -> Vec<serde_json::Value> {
 pub fn run(args: Args) -> Result<()> {
     for path in &args.packages {
         let model =
-            package::read_package(path).with_context(|| format!("reading {}", path.display()))?;
+            sd_mil::read_model(path).with_context(|| format!("reading {}", path.display()))?;
         let main = model
             .program
             .main()

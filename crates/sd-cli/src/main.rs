@@ -1,6 +1,7 @@
 //! `sd`: the command-line front end of the toolkit — argument parsing, progress bars and
 //! printing over the `sd_cli` library.
 
+mod compile;
 mod compress;
 mod convert;
 mod download;
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile packages into .mlmodelc folders (what Apple's Swift package loads), on any OS.
+    Compile(compile::Args),
     /// Palettize or quantize a package's weights, and/or cut it into two chunks.
     Compress(compress::Args),
     /// Convert a diffusers Stable Diffusion folder to Core ML packages (torch2coreml's flags).
@@ -33,9 +36,9 @@ enum Command {
     Download(download::Args),
     /// Generate images from a prompt with a folder of Core ML models (StableDiffusionSample's flags).
     Generate(generate::Args),
-    /// Show a package's signature, opset, op histogram and weight sizes.
+    /// Show a model's signature, opset, op histogram and weight sizes (.mlpackage or .mlmodelc).
     Inspect(inspect::Args),
-    /// Run a package on named input tensors (safetensors) and write its outputs.
+    /// Run a model (.mlpackage or .mlmodelc) on named input tensors (safetensors), write its outputs.
     Run(run::Args),
     /// Serve a local web page and HTTP APIs (native, AUTOMATIC1111, OpenAI) for image generation.
     Serve(serve::Args),
@@ -43,6 +46,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Compile(args) => compile::run(args),
         Command::Compress(args) => compress::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Download(args) => download::run(args),

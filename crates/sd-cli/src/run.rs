@@ -13,7 +13,7 @@ use std::time::Instant;
 /// Arguments of `sd run`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The .mlpackage to run.
+    /// The model to run (.mlpackage or compiled .mlmodelc).
     package: PathBuf,
     /// safetensors file with one tensor per model input.
     #[arg(long)]

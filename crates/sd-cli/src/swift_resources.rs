@@ -1,9 +1,11 @@
-//! `--bundle-resources-for-swift-cli`: the packages laid out as Apple's Swift CLI
-//! `Resources/` (its names: `TextEncoder.mlpackage`, `Unet.mlpackage`, …) plus the CLIP BPE
-//! files `vocab.json` and `merges.txt`.
+//! `--bundle-resources-for-swift-cli`: the packages compiled into what Apple's Swift CLI loads
+//! from `Resources/` (its names: `TextEncoder.mlmodelc`, `Unet.mlmodelc`, `UnetChunk1.mlmodelc`,
+//! …) plus the CLIP BPE files `vocab.json` and `merges.txt` — on any OS, without Apple's
+//! compiler.
 
 use crate::conversion::PackageReport;
-use crate::fs_util::{PathError, at, copy_dir, copy_small_file};
+use crate::fs_util::{PathError, at, copy_small_file};
+use sd_mil::package::WriteOptions;
 use std::path::{Path, PathBuf};
 
 /// What [`bundle`] wrote.
@@ -11,18 +13,18 @@ use std::path::{Path, PathBuf};
 pub struct BundleReport {
     /// The `Resources/` folder.
     pub dir: PathBuf,
+    /// The compiled models written there.
+    pub compiled: Vec<PathBuf>,
     /// Tokenizer files the model folder lacks (the Swift CLI needs them in `Resources/`).
     pub missing: Vec<PathBuf>,
-    /// The `xcrun coremlcompiler compile PKG DIR` commands that turn each package into the
-    /// `.mlmodelc` the Swift CLI loads (Apple's compiler is needed for that).
-    pub compile_commands: Vec<String>,
 }
 
 /// The tokenizer files the Swift CLI reads from `Resources/`.
 pub const TOKENIZER_FILES: [&str; 2] = ["vocab.json", "merges.txt"];
 
-/// Writes `<out>/Resources/`: a copy of each package under its Swift name (replacing an older
-/// copy), and `vocab.json` / `merges.txt` from `<model_dir>/tokenizer/` when present.
+/// Writes `<out>/Resources/`: each package (and each UNet chunk) compiled under its Swift name
+/// (replacing an earlier compiled model, never anything else), and `vocab.json` / `merges.txt`
+/// from `<model_dir>/tokenizer/` when present.
 pub fn bundle(
     model_dir: &Path,
     out: &Path,
@@ -35,20 +37,18 @@ pub fn bundle(
         ..Default::default()
     };
     for p in packages {
-        let dst = res.join(p.component.resource_name());
-        // Only a package a tool wrote is replaced: never a link, a file or a foreign folder.
-        let existing = sd_mil::package::inspect_destination(&dst)
-            .map_err(|e| at("replacing", &dst)(std::io::Error::other(e.to_string())))?;
-        if existing != sd_mil::package::Destination::Missing {
-            std::fs::remove_dir_all(&dst).map_err(at("removing", &dst))?;
+        let stem = p.component.resource_stem();
+        let mut jobs = vec![(p.path.clone(), res.join(p.component.resource_name()))];
+        for (i, chunk) in p.chunks.iter().enumerate() {
+            jobs.push((
+                chunk.path.clone(),
+                res.join(format!("{stem}Chunk{}.mlmodelc", i + 1)),
+            ));
         }
-        copy_dir(&p.path, &dst)?;
-        let parent = dst.parent().unwrap_or(&res).to_path_buf();
-        report.compile_commands.push(format!(
-            "xcrun coremlcompiler compile {} {}",
-            dst.display(),
-            parent.display()
-        ));
+        for (package, dest) in jobs {
+            compile(&package, &dest)?;
+            report.compiled.push(dest);
+        }
     }
     for f in TOKENIZER_FILES {
         let src = model_dir.join("tokenizer").join(f);
@@ -59,4 +59,15 @@ pub fn bundle(
         }
     }
     Ok(report)
+}
+
+/// Compiles one package into `dest` (an `.mlmodelc` folder), replacing a compiled model there.
+pub fn compile(package: &Path, dest: &Path) -> Result<(), PathError> {
+    let model = sd_mil::package::read_package(package)
+        .map_err(|e| at("reading", package)(std::io::Error::other(e.to_string())))?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(at("creating", parent))?;
+    }
+    sd_mil::compiled::write_compiled(&model, dest, WriteOptions { overwrite: true })
+        .map_err(|e| at("compiling into", dest)(std::io::Error::other(e.to_string())))
 }

@@ -181,16 +181,29 @@ fn single_file_checkpoint_converts_with_config_and_bundles() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    for f in [
-        "TextEncoder.mlpackage",
-        "Unet.mlpackage",
-        "VAEDecoder.mlpackage",
+    // Compiled under the Swift CLI's names, each equal to the package it came from.
+    for (f, part) in [
+        ("TextEncoder.mlmodelc", "text_encoder"),
+        ("Unet.mlmodelc", "unet"),
+        ("VAEDecoder.mlmodelc", "vae_decoder"),
     ] {
-        assert!(
-            out.join("Resources").join(f).exists(),
-            "{f} missing: {stderr}"
+        let compiled = out.join("Resources").join(f);
+        let model = sd_mil::compiled::read_compiled(&compiled)
+            .unwrap_or_else(|e| panic!("{f}: {e}: {stderr}"));
+        let package = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&format!("_{part}.mlpackage")))
+            .unwrap();
+        let package = sd_mil::package::read_package(package).unwrap();
+        assert_eq!(model.description, package.description, "{f}");
+        assert_eq!(
+            model.program.main().unwrap().operations.len(),
+            package.program.main().unwrap().operations.len(),
+            "{f}"
         );
     }
+    assert!(!out.join("Resources/Unet.mlpackage").exists());
     // sd1-micro has no tokenizer/: the warning says where the BPE files would come from.
     assert!(
         stderr.contains("vocab.json not found") && stderr.contains("--config"),

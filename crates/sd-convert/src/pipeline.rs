@@ -140,7 +140,7 @@ impl Component {
     pub fn package_name(&self, model_version: &str) -> String {
         match self {
             Component::ControlNet(p) => format!("ControlNet_{}.mlpackage", controlnet_name(p)),
-            Component::MultilingualProjection(_) => PROJECTION_PACKAGE.into(),
+            Component::MultilingualProjection(_) => format!("{PROJECTION_STEM}.mlpackage"),
             _ => format!(
                 "Stable_Diffusion_version_{}_{}.mlpackage",
                 model_version.replace('/', "_"),
@@ -149,25 +149,30 @@ impl Component {
         }
     }
 
-    /// The name in the Swift package's `Resources/` folder.
-    pub fn resource_name(&self) -> String {
+    /// The name in the Swift package's `Resources/` folder, without the `.mlmodelc` extension
+    /// (`Unet`, `controlnet/Canny`).
+    pub fn resource_stem(&self) -> String {
         match self {
-            Component::TextEncoder => "TextEncoder.mlpackage".into(),
-            Component::Unet => "Unet.mlpackage".into(),
-            Component::ControlUnet => "ControlledUnet.mlpackage".into(),
-            Component::VaeDecoder => "VAEDecoder.mlpackage".into(),
-            Component::VaeEncoder => "VAEEncoder.mlpackage".into(),
-            Component::ControlNet(p) => {
-                format!("controlnet/{}.mlpackage", title_case(&controlnet_name(p)))
-            }
-            Component::SafetyChecker => "SafetyChecker.mlpackage".into(),
-            Component::MultilingualProjection(_) => PROJECTION_PACKAGE.into(),
+            Component::TextEncoder => "TextEncoder".into(),
+            Component::Unet => "Unet".into(),
+            Component::ControlUnet => "ControlledUnet".into(),
+            Component::VaeDecoder => "VAEDecoder".into(),
+            Component::VaeEncoder => "VAEEncoder".into(),
+            Component::ControlNet(p) => format!("controlnet/{}", title_case(&controlnet_name(p))),
+            Component::SafetyChecker => "SafetyChecker".into(),
+            Component::MultilingualProjection(_) => PROJECTION_STEM.into(),
         }
+    }
+
+    /// The compiled model's name in the Swift package's `Resources/` folder
+    /// (`Unet.mlmodelc`); the chunks of a chunked UNet are `<stem>Chunk1/2.mlmodelc`.
+    pub fn resource_name(&self) -> String {
+        format!("{}.mlmodelc", self.resource_stem())
     }
 }
 
 /// The name Apple's `multilingual_projection.py` and the Swift pipeline use.
-const PROJECTION_PACKAGE: &str = "MultilingualTextEncoderProjection.mlpackage";
+const PROJECTION_STEM: &str = "MultilingualTextEncoderProjection";
 
 fn controlnet_name(p: &Path) -> String {
     let s = p.to_string_lossy();

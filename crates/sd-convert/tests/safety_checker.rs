@@ -136,7 +136,7 @@ fn safety_checker_signature_is_apples() {
     );
     assert_eq!(
         Component::SafetyChecker.resource_name(),
-        "SafetyChecker.mlpackage"
+        "SafetyChecker.mlmodelc"
     );
 }
 

@@ -170,18 +170,18 @@ impl<B: RtBackend> Model<B> {
         Self::load_with(path, options, &Registry::standard())
     }
 
-    /// Reads a package and plans it with the given kernel registry.
+    /// Reads a package or compiled model (`.mlpackage` or `.mlmodelc`) and plans it with the
+    /// given kernel registry.
     pub fn load_with(
         path: impl AsRef<Path>,
         options: LoadOptions<B>,
         registry: &Registry<B>,
     ) -> Result<Self> {
         let path = path.as_ref();
-        let model =
-            sd_mil::package::read_package(path).map_err(|source| RuntimeError::Package {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
         if options.fuse {
             crate::passes::run_all(&mut main);

@@ -77,3 +77,45 @@ fn palettized_q6_psnr_reported() {
         }
     }
 }
+
+/// Every Apple package compiled to `.mlmodelc` predicts exactly what the package predicts
+/// (the same program and the same weight bytes, so bit for bit), in both precisions.
+#[test]
+fn compiled_models_predict_exactly_as_their_packages() {
+    let scratch = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-scratch/runtime_compiled");
+    let _ = std::fs::remove_dir_all(&scratch);
+    for (folder, component, io) in [
+        ("split_einsum", "text_encoder", "text_encoder"),
+        ("original", "unet", "unet"),
+        ("split_einsum_v2", "unet", "unet"),
+        ("split_einsum_q6", "unet", "unet"),
+        ("split_einsum_chunk", "unet_chunk1", "unet"),
+        ("split_einsum", "vae_decoder", "vae_decoder"),
+        ("split_einsum", "vae_encoder", "vae_encoder"),
+    ] {
+        let pkg = package(folder, component);
+        let dest = scratch.join(folder).join(format!("{component}.mlmodelc"));
+        let model = sd_mil::package::read_package(&pkg).unwrap();
+        sd_mil::compiled::write_compiled(&model, &dest, Default::default()).unwrap();
+        let (ins, _) = reference(io);
+        for precision in [Precision::Program, Precision::Fp32] {
+            let a = Model::load_cpu(&pkg, precision).unwrap();
+            let b = Model::load_cpu(&dest, precision).unwrap();
+            assert_eq!(a.description(), b.description(), "{folder}/{component}");
+            let (ya, yb) = (
+                a.predict(&model_inputs(&a, &ins)).unwrap(),
+                b.predict(&model_inputs(&b, &ins)).unwrap(),
+            );
+            assert_eq!(ya.len(), yb.len());
+            for (name, t) in &ya {
+                let u = &yb[name];
+                assert_eq!(t.shape, u.shape, "{folder}/{component}: {name}");
+                assert!(
+                    t.to_f32_vec() == u.to_f32_vec(),
+                    "{folder}/{component} {precision:?}: {name} differs"
+                );
+            }
+        }
+    }
+}

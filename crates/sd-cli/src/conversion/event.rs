@@ -54,9 +54,8 @@ pub enum ConversionEvent {
     ResourcesWritten {
         /// The folder.
         dir: PathBuf,
-        /// The `xcrun coremlcompiler compile …` commands that turn its packages into the
-        /// `.mlmodelc` the Swift CLI loads (Apple's compiler, on a Mac).
-        compile_commands: Vec<String>,
+        /// The compiled models (`.mlmodelc`) written there.
+        compiled: Vec<PathBuf>,
     },
 }
 

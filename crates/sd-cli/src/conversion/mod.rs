@@ -170,7 +170,7 @@ pub fn run_job(
         }
         on_event(ConversionEvent::ResourcesWritten {
             dir: b.dir.clone(),
-            compile_commands: b.compile_commands.clone(),
+            compiled: b.compiled.clone(),
         });
         report.resources = Some(b);
     }

@@ -223,8 +223,9 @@ impl Lexer<'_> {
                             .ok_or_else(|| self.error(l, col, "bad \\u{…} escape"))?;
                         s.push(c);
                     }
-                    other => {
-                        return Err(self.error(l, col, format!("unknown escape \\{other:?}")));
+                    None => return Err(self.error(line, column, "unterminated string")),
+                    Some(other) => {
+                        return Err(self.error(l, col, format!("unknown escape \\{other}")));
                     }
                 },
                 Some(c) => s.push(c),

@@ -79,7 +79,7 @@ fn parse_hex(s: &str) -> Option<f64> {
         }
         mant = mant * 16 + d;
     }
-    let e = exp.checked_sub(4 * frac.len() as i32)?;
+    let e = exp.checked_sub(i32::try_from(frac.len()).ok()?.checked_mul(4)?)?;
     Some(scale_by_power_of_two(mant as f64, e))
 }
 

@@ -432,8 +432,12 @@ impl Parser<'_, '_> {
                 self.expect_punct('<')?;
                 for (i, what) in ["key", "value"].into_iter().enumerate() {
                     let k_at = self.pos;
-                    match self.type_()? {
-                        TextType::Tensor(t) if t.dtype == DType::String && t.shape.is_empty() => {}
+                    // A nested `dict` is refused before recursing into it, so that
+                    // `dict<dict<dict<…` without end cannot overflow the stack.
+                    let nested = self.peek() == Some(&Tok::Ident("dict".into()));
+                    match (!nested).then(|| self.type_()).transpose()? {
+                        Some(TextType::Tensor(t))
+                            if t.dtype == DType::String && t.shape.is_empty() => {}
                         _ => {
                             return Err(self.error_at(
                                 k_at,
@@ -620,6 +624,16 @@ fn build_const(ty: TensorType, elements: Vec<Element>) -> Result<ConstValue, Str
             (DType::Bool, Element::Bool(b)) => bytes.push(b as u8),
             (_, Element::Number(s)) if d.is_float() => {
                 let v = parse_float(&s).ok_or_else(|| format!("`{s}` is not a number"))?;
+                let overflows = match d {
+                    DType::F16 => f16::from_f64(v).is_infinite(),
+                    DType::BF16 => bf16::from_f64(v).is_infinite(),
+                    DType::F32 => (v as f32).is_infinite(),
+                    _ => v.is_infinite(),
+                };
+                // A finite literal (not `inf`) that the type cannot hold.
+                if overflows && !s.contains("inf") {
+                    return Err(format!("`{s}` is out of range for {d}"));
+                }
                 match d {
                     DType::F16 => bytes.extend(f16::from_f64(v).to_le_bytes()),
                     DType::BF16 => bytes.extend(bf16::from_f64(v).to_le_bytes()),
@@ -686,5 +700,22 @@ fn int_range(d: DType) -> (i128, i128) {
         (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
     } else {
         (0, (1i128 << bits) - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_literals_beyond_their_type_are_refused() {
+        let value = |s: &str| {
+            let ty = TensorType::scalar(DType::F16);
+            build_const(ty, vec![Element::Number(s.into())])
+        };
+        assert!(value("65504").is_ok());
+        assert!(value("inf").is_ok());
+        assert!(value("-0x1p+16").unwrap_err().contains("out of range"));
+        assert!(value("1e400").unwrap_err().contains("out of range"));
     }
 }

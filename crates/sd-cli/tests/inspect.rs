@@ -84,7 +84,8 @@ fn text_and_mil_forms() {
         .unwrap();
     let mil = String::from_utf8(out.stdout).unwrap();
     assert!(
-        mil.contains("func main<iOS16>(%input_ids: (1, 77, fp32)(Tensor))"),
+        mil.starts_with("program(1.0)\n")
+            && mil.contains("func main<ios16>(tensor<fp32, [1, 77]> input_ids) {"),
         "{}",
         &mil[..300.min(mil.len())]
     );

@@ -123,24 +123,12 @@ fn select_in(
     }
     let package_folders = core_ml_folders(listing, dir, ".mlpackage");
     if !package_folders.is_empty() {
-        return Ok(core_ml(repo, listing, package_folders));
+        return Ok(core_ml(repo, listing, package_folders, ".mlpackage"));
     }
+    // Compiled models (Apple's `…/compiled` folders, Swift Resources) load as well.
     let compiled = core_ml_folders(listing, dir, ".mlmodelc");
     if !compiled.is_empty() {
-        return Err(HubError::NotAModel {
-            repo: repo.into(),
-            reason: format!(
-                "{} holds only compiled Core ML models (.mlmodelc: {}), which this version \
-                 cannot load; choose a folder of .mlpackage files with --variant ({})",
-                if dir.is_empty() {
-                    "the repository"
-                } else {
-                    dir
-                },
-                compiled.join(", "),
-                choices(listing)
-            ),
-        });
+        return Ok(core_ml(repo, listing, compiled, ".mlmodelc"));
     }
     if listing.file(&join(dir, "config.json")).is_some()
         && let (mut files, Some(weight)) = component_files(listing, dir, weight_variant)
@@ -191,7 +179,7 @@ fn core_ml_folders(listing: &Listing, dir: &str, ending: &str) -> Vec<String> {
     out
 }
 
-fn core_ml(repo: &str, listing: &Listing, folders: Vec<String>) -> Selection {
+fn core_ml(repo: &str, listing: &Listing, folders: Vec<String>, extension: &str) -> Selection {
     let mut notes = vec![];
     let folder = if folders.len() == 1 {
         folders[0].clone()
@@ -215,7 +203,7 @@ fn core_ml(repo: &str, listing: &Listing, folders: Vec<String>) -> Selection {
             // The packages, and loose files beside them (tokenizer, configs), not other folders.
             rest.split('/')
                 .next()
-                .is_some_and(|c| c.ends_with(".mlpackage"))
+                .is_some_and(|c| c.ends_with(extension))
                 || !rest.contains('/')
         })
         .filter(|f| !f.path.ends_with(".zip"))
@@ -557,13 +545,10 @@ mod tests {
         assert_eq!(s.root, "split_einsum/packages");
         assert_eq!(s.tokenizer.as_deref(), Some("split_einsum/compiled"));
         assert!(s.notes.is_empty());
-        let e = select("r", &l, Some("original/compiled"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(".mlmodelc") && e.contains("original/packages"),
-            "{e}"
-        );
+        // A compiled folder is a model too (its .mlmodelc folders and the loose files beside).
+        let s = select("r", &l, Some("original/compiled")).unwrap();
+        assert_eq!(s.root, "original/compiled");
+        assert_eq!(s.files.len(), 3, "{:?}", s.files);
         let e = select("r", &l, Some("fp16")).unwrap_err().to_string();
         assert!(e.contains("split_einsum/packages"), "{e}");
     }

@@ -32,6 +32,20 @@ pub(crate) struct FolderKind {
     pub is_complete: fn(&Path) -> bool,
 }
 
+/// Fails (not found, naming `path` and `what`) unless `path` is a directory.
+pub(crate) fn require_dir(path: &Path, what: &str) -> Result<(), MilError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    Err(MilError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no such {what} directory"),
+        ),
+    ))
+}
+
 /// Looks at `dest` before a folder of `kind` is written there. Anything but a missing path, an
 /// empty directory or a directory holding only `kind`'s entries is refused
 /// ([`FileError::RefuseToReplace`]).

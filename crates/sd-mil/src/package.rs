@@ -218,12 +218,7 @@ impl Manifest {
 /// memory-mapped `weight.bin` whose blobs are read only when used.
 pub fn read_package(package: impl AsRef<Path>) -> Result<Model, MilError> {
     let package = package.as_ref();
-    if !package.is_dir() {
-        return Err(MilError::io(
-            package,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlpackage directory"),
-        ));
-    }
+    model_folder::require_dir(package, ".mlpackage")?;
     let confined = Confinement::new(package)?;
     let manifest = Manifest::read_confined(&confined)?;
     let root = manifest.root().expect("checked by Manifest::read");
@@ -290,11 +285,7 @@ fn write_into(model: &Model, dir: &Path) -> Result<(), MilError> {
     let weight_path = weights_dir.join("weight.bin");
     let mut blobs = BlobWriter::create(&weight_path)?;
     let pb = write::model_to_proto(model, &mut blobs)?;
-    let file = blobs.finish()?;
-    file.into_inner()
-        .map_err(|e| MilError::io(&weight_path, e.into_error()))?
-        .sync_all()
-        .map_err(|e| MilError::io(&weight_path, e))?;
+    blobs.finish_synced()?;
     let model_path = data.join(MODEL_PATH);
     std::fs::write(&model_path, pb.encode_to_vec()).map_err(|e| MilError::io(&model_path, e))?;
     let manifest_path = dir.join("Manifest.json");

@@ -217,6 +217,14 @@ impl Program {
         self.functions.get("main")
     }
 
+    /// Every constant of every op of every function.
+    pub fn constants(&self) -> impl Iterator<Item = &ConstValue> {
+        self.functions
+            .values()
+            .flat_map(|f| &f.operations)
+            .flat_map(Operation::constants)
+    }
+
     /// The "main" function, mutably.
     pub fn main_mut(&mut self) -> Option<&mut Function> {
         self.functions.get_mut("main")

@@ -39,6 +39,20 @@ impl BlobWriter<BufWriter<File>> {
         })?;
         Self::with_path(BufWriter::with_capacity(WRITE_BUFFER, file), path)
     }
+
+    /// [`finish`](BlobWriter::finish)es the file and syncs it to disk.
+    pub fn finish_synced(self) -> Result<()> {
+        let path = self.path.clone();
+        let io = |what| {
+            let path = path.clone();
+            move |source| BlobError::Io { path, what, source }
+        };
+        self.finish()?
+            .into_inner()
+            .map_err(|e| io("flushing the file")(e.into_error()))?
+            .sync_all()
+            .map_err(io("syncing the file"))
+    }
 }
 
 impl<W: Write + Seek> BlobWriter<W> {

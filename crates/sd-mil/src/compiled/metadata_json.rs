@@ -4,7 +4,7 @@
 use crate::model::FeatureDescription;
 use crate::{ArrayDType, ConstData, MilError, Model, Opset};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 fn array_type_name(d: ArrayDType) -> &'static str {
@@ -47,7 +47,7 @@ fn availability(o: Opset) -> Value {
 pub fn encode(model: &Model, class_name: &str) -> String {
     let main = model.program.main();
     let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
-    let mut weight_types: BTreeMap<&'static str, ()> = BTreeMap::new();
+    let mut weight_types: BTreeSet<&'static str> = BTreeSet::new();
     for f in model.program.functions.values() {
         let os = f.opset.ios_name().replace("iOS", "Ios");
         for op in &f.operations {
@@ -56,11 +56,11 @@ pub fn encode(model: &Model, class_name: &str) -> String {
                 .constants()
                 .filter(|v| matches!(v.data, ConstData::Blob { .. }))
             {
-                weight_types.insert(v.ty.dtype.name(), ());
+                weight_types.insert(v.ty.dtype.name());
             }
         }
     }
-    let storage = match weight_types.keys().copied().collect::<Vec<_>>().as_slice() {
+    let storage = match weight_types.into_iter().collect::<Vec<_>>().as_slice() {
         [] | ["fp16"] => "Float16".to_string(),
         ["fp32"] => "Float32".to_string(),
         several => format!("Mixed ({})", several.join(", ")),

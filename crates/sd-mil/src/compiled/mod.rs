@@ -45,7 +45,7 @@ use crate::mil_text::{self, parse_program, program_text};
 use crate::model_folder::{self, Destination, FolderKind};
 use crate::package::WriteOptions;
 use crate::proto::{read, write};
-use crate::{ConstData, ConstValue, MilError, Model};
+use crate::{ConstData, MilError, Model};
 use base64::Engine;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -95,12 +95,7 @@ pub fn is_compiled(path: &Path) -> bool {
 /// present, must agree with them.
 pub fn read_compiled(dir: impl AsRef<Path>) -> Result<Model, MilError> {
     let dir = dir.as_ref();
-    if !dir.is_dir() {
-        return Err(MilError::io(
-            dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such .mlmodelc directory"),
-        ));
-    }
+    model_folder::require_dir(dir, ".mlmodelc")?;
     let confined = Confinement::new(dir)?;
     let data_path = confined.resolve(COREMLDATA)?;
     let (spec_version, desc) =
@@ -130,11 +125,7 @@ pub fn read_compiled(dir: impl AsRef<Path>) -> Result<Model, MilError> {
         description,
         program,
     };
-    read::check_signature(&model, &data_path)?;
-    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile {
-        path: mil_path.clone(),
-        source: Box::new(source),
-    })?;
+    read::check_model(&model, &data_path, &mil_path)?;
     match confined.resolve(METADATA_JSON) {
         Ok(p) => metadata_json::check(&read_regular_string(&p, MAX_JSON_BYTES)?, &model, &p)?,
         Err(e) if e.is_not_found() => {}
@@ -179,62 +170,63 @@ fn class_name(dest: &Path) -> String {
         .collect()
 }
 
-/// The one weight file every stored constant of `model` lives in, when there is exactly one
-/// and nothing else would need a blob.
-fn single_weight_file(model: &Model) -> Option<Arc<BlobFile>> {
+/// How a compiled model's weights are written.
+enum Weights {
+    /// Every stored constant lives in this one `weight.bin` and nothing else needs a blob: the
+    /// file is copied and the offsets kept.
+    Copy(Arc<BlobFile>),
+    /// Written afresh by the package rules.
+    Fresh,
+    /// No constant needs a blob.
+    None,
+}
+
+fn weights_of(model: &Model) -> Weights {
     let mut file: Option<&Arc<BlobFile>> = None;
-    for op in model.program.functions.values().flat_map(|f| &f.operations) {
-        for v in op.constants() {
-            match &v.data {
-                ConstData::Blob { file: f, .. } => match file {
-                    Some(seen) if !Arc::ptr_eq(seen, f) => return None,
-                    _ => file = Some(f),
-                },
-                _ if write::goes_to_blob(v, model.spec_version) => return None,
-                _ => {}
+    let mut fresh = false;
+    for v in model.program.constants() {
+        match &v.data {
+            ConstData::Blob { file: f, .. } => {
+                fresh |= file.is_some_and(|seen| !Arc::ptr_eq(seen, f));
+                file = Some(f);
             }
+            _ => fresh |= write::goes_to_blob(v, model.spec_version),
         }
     }
-    file.cloned()
+    match (file, fresh) {
+        (_, true) => Weights::Fresh,
+        (Some(f), false) => Weights::Copy(f.clone()),
+        (None, false) => Weights::None,
+    }
+}
+
+/// `dir/name`, its parent folder created.
+fn create_parent(dir: &Path, name: &str) -> Result<std::path::PathBuf, MilError> {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
+    }
+    Ok(p)
 }
 
 fn write_into(model: &Model, dir: &Path, class_name: &str) -> Result<(), MilError> {
-    let weights = dir.join(WEIGHTS);
-    let weights_dir = weights.parent().unwrap_or(dir);
-    let text = if let Some(file) = single_weight_file(model) {
-        std::fs::create_dir_all(weights_dir).map_err(|e| MilError::io(weights_dir, e))?;
-        std::fs::write(&weights, file.bytes()).map_err(|e| MilError::io(&weights, e))?;
-        program_text(&model.program, &mut mil_text::stored_offsets)?
-    } else {
-        let any_blob = model
-            .program
-            .functions
-            .values()
-            .flat_map(|f| &f.operations)
-            .flat_map(|op| op.constants())
-            .any(|v: &ConstValue| write::goes_to_blob(v, model.spec_version));
-        if any_blob {
-            std::fs::create_dir_all(weights_dir).map_err(|e| MilError::io(weights_dir, e))?;
-            let mut blobs = BlobWriter::create(&weights)?;
+    let put = |name: &str, bytes: &[u8]| -> Result<(), MilError> {
+        let p = create_parent(dir, name)?;
+        std::fs::write(&p, bytes).map_err(|e| MilError::io(&p, e))
+    };
+    let text = match weights_of(model) {
+        Weights::Copy(file) => {
+            put(WEIGHTS, file.bytes())?;
+            program_text(&model.program, &mut mil_text::stored_offsets)?
+        }
+        Weights::Fresh => {
+            let mut blobs = BlobWriter::create(create_parent(dir, WEIGHTS)?)?;
             let mut sink = write::BlobSink::new(&mut blobs, model.spec_version);
             let text = program_text(&model.program, &mut |v| sink.place(v))?;
-            blobs
-                .finish()?
-                .into_inner()
-                .map_err(|e| MilError::io(&weights, e.into_error()))?
-                .sync_all()
-                .map_err(|e| MilError::io(&weights, e))?;
+            blobs.finish_synced()?;
             text
-        } else {
-            program_text(&model.program, &mut |_| Ok(None))?
         }
-    };
-    let put = |name: &str, bytes: &[u8]| -> Result<(), MilError> {
-        let p = dir.join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| MilError::io(parent, e))?;
-        }
-        std::fs::write(&p, bytes).map_err(|e| MilError::io(&p, e))
+        Weights::None => program_text(&model.program, &mut |_| Ok(None))?,
     };
     put(MODEL_MIL, text.as_bytes())?;
     let desc = write::description_to_proto(&model.description);

@@ -103,6 +103,32 @@ impl Parser<'_, '_> {
         yes
     }
 
+    /// `item (, item)*`: one or more items separated by commas.
+    fn separated<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, TextError>,
+    ) -> Result<Vec<T>, TextError> {
+        let mut out = vec![item(self)?];
+        while self.eat_punct(',') {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    /// Zero or more comma-separated items, then `close`.
+    fn until<T>(
+        &mut self,
+        close: char,
+        item: impl FnMut(&mut Self) -> Result<T, TextError>,
+    ) -> Result<Vec<T>, TextError> {
+        if self.eat_punct(close) {
+            return Ok(Vec::new());
+        }
+        let out = self.separated(item)?;
+        self.expect_punct(close)?;
+        Ok(out)
+    }
+
     fn ident(&mut self, what: &str) -> Result<String, TextError> {
         match self.peek() {
             Some(Tok::Ident(s)) => {
@@ -140,18 +166,16 @@ impl Parser<'_, '_> {
         self.expect_punct(')')?;
         let mut build_info = BTreeMap::new();
         if self.eat_punct('[') {
-            loop {
-                let at = self.pos;
-                let key = self.ident("a program attribute")?;
-                self.expect_punct('=')?;
+            self.separated(|p| {
+                let at = p.pos;
+                let key = p.ident("a program attribute")?;
+                p.expect_punct('=')?;
                 if key != "buildInfo" {
-                    return Err(self.error_at(at, format!("unknown program attribute `{key}`")));
+                    return Err(p.error_at(at, format!("unknown program attribute `{key}`")));
                 }
-                build_info = self.string_dict()?;
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
+                build_info = p.string_dict()?;
+                Ok(())
+            })?;
             self.expect_punct(']')?;
         }
         self.expect_punct('{')?;
@@ -185,23 +209,16 @@ impl Parser<'_, '_> {
         }
         self.expect_punct('(')?;
         self.expect_punct('{')?;
-        let mut out = BTreeMap::new();
-        if !self.eat_punct('}') {
-            loop {
-                self.expect_punct('{')?;
-                let k = self.string_literal()?;
-                self.expect_punct(',')?;
-                let v = self.string_literal()?;
-                self.expect_punct('}')?;
-                out.insert(k, v);
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-            self.expect_punct('}')?;
-        }
+        let pairs = self.until('}', |p| {
+            p.expect_punct('{')?;
+            let k = p.string_literal()?;
+            p.expect_punct(',')?;
+            let v = p.string_literal()?;
+            p.expect_punct('}')?;
+            Ok((k, v))
+        })?;
         self.expect_punct(')')?;
-        Ok(out)
+        Ok(pairs.into_iter().collect())
     }
 
     fn string_literal(&mut self) -> Result<String, TextError> {
@@ -229,18 +246,7 @@ impl Parser<'_, '_> {
             .ok_or_else(|| self.error_at(at + 1, format!("unknown opset `{opset_name}`")))?;
         self.expect_punct('>')?;
         self.expect_punct('(')?;
-        let mut inputs = Vec::new();
-        if !self.eat_punct(')') {
-            loop {
-                let ty = self.tensor_type("a function input")?;
-                let name = self.ident("an input name")?;
-                inputs.push(Var::new(name, ty));
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-            self.expect_punct(')')?;
-        }
+        let inputs = self.until(')', |p| p.declaration("a function input", "an input name"))?;
         self.expect_punct('{')?;
         let mut operations = Vec::new();
         while self.peek() != Some(&Tok::Punct('}')) {
@@ -258,16 +264,7 @@ impl Parser<'_, '_> {
         }
         self.pos += 1;
         self.expect_punct('(')?;
-        let mut outputs = Vec::new();
-        if !self.eat_punct(')') {
-            loop {
-                outputs.push(self.ident("an output name")?);
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-            self.expect_punct(')')?;
-        }
+        let outputs = self.until(')', |p| p.ident("an output name"))?;
         self.expect_punct(';')?;
         Ok((
             name,
@@ -282,67 +279,46 @@ impl Parser<'_, '_> {
 
     fn operation(&mut self, opset: Opset) -> Result<Operation, TextError> {
         let start = self.pos;
-        let mut outputs = Vec::new();
-        loop {
-            let ty = self.tensor_type("an op output")?;
-            let name = self.ident("an output name")?;
-            outputs.push(Var::new(name, ty));
-            if !self.eat_punct(',') {
-                break;
-            }
-        }
+        let outputs = self.separated(|p| p.declaration("an op output", "an output name"))?;
         self.expect_punct('=')?;
         let op_type = self.ident("an op type")?;
         self.expect_punct('(')?;
         let mut inputs: Vec<(String, Vec<Binding>)> = Vec::new();
-        if !self.eat_punct(')') {
-            loop {
-                let at = self.pos;
-                let param = self.ident("a parameter name")?;
-                self.expect_punct('=')?;
-                let bindings = if self.eat_punct('(') {
-                    let mut list = Vec::new();
-                    loop {
-                        list.push(self.binding()?);
-                        if !self.eat_punct(',') {
-                            break;
-                        }
-                    }
-                    self.expect_punct(')')?;
-                    list
-                } else {
-                    vec![self.binding()?]
-                };
-                if inputs.iter().any(|(p, _)| *p == param) {
-                    return Err(self.error_at(at, format!("parameter `{param}` is bound twice")));
-                }
-                inputs.push((param, bindings));
-                if !self.eat_punct(',') {
-                    break;
-                }
+        self.until(')', |p| {
+            let at = p.pos;
+            let param = p.ident("a parameter name")?;
+            p.expect_punct('=')?;
+            let bindings = if p.eat_punct('(') {
+                let list = p.separated(Self::binding)?;
+                p.expect_punct(')')?;
+                list
+            } else {
+                vec![p.binding()?]
+            };
+            if inputs.iter().any(|(q, _)| *q == param) {
+                return Err(p.error_at(at, format!("parameter `{param}` is bound twice")));
             }
-            self.expect_punct(')')?;
-        }
+            inputs.push((param, bindings));
+            Ok(())
+        })?;
         let mut name = None;
         let mut attributes = BTreeMap::new();
         if self.eat_punct('[') {
-            loop {
-                let at = self.pos;
-                let key = self.ident("an attribute name")?;
-                self.expect_punct('=')?;
-                let value = self.value()?;
+            self.separated(|p| {
+                let at = p.pos;
+                let key = p.ident("an attribute name")?;
+                p.expect_punct('=')?;
+                let value = p.value()?;
                 if key == "name" {
                     match value.as_str() {
                         Some(s) if value.ty.shape.is_empty() => name = Some(s.to_string()),
-                        _ => return Err(self.error_at(at, "the `name` attribute must be a string")),
+                        _ => return Err(p.error_at(at, "the `name` attribute must be a string")),
                     }
                 } else if attributes.insert(key.clone(), value).is_some() {
-                    return Err(self.error_at(at, format!("attribute `{key}` is given twice")));
+                    return Err(p.error_at(at, format!("attribute `{key}` is given twice")));
                 }
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
+                Ok(())
+            })?;
             self.expect_punct(']')?;
         }
         if self.peek() == Some(&Tok::Punct('{')) {
@@ -364,6 +340,13 @@ impl Parser<'_, '_> {
             outputs,
             attributes,
         })
+    }
+
+    /// `type name`: a function input or an op output (`what` and `named` for errors).
+    fn declaration(&mut self, what: &str, named: &str) -> Result<Var, TextError> {
+        let ty = self.tensor_type(what)?;
+        let name = self.ident(named)?;
+        Ok(Var::new(name, ty))
     }
 
     fn binding(&mut self) -> Result<Binding, TextError> {

@@ -3,7 +3,7 @@
 use super::literal::{format_float, quote};
 use crate::builder::is_identifier;
 use crate::catalogue::{self, ParamKind};
-use crate::program::{Binding, Function, Operation, Opset, Program};
+use crate::program::{Binding, Function, Operation, Opset, Program, Var};
 use crate::proto::WEIGHT_FILE_NAME;
 use crate::{ConstValue, DType, MilError, ProgramError, TensorType};
 use half::{bf16, f16};
@@ -92,16 +92,9 @@ impl TextWriter {
         format!("tensor<{}, [{}]>", ty.dtype.name(), dims.join(", "))
     }
 
-    fn function(
-        &self,
-        s: &mut String,
-        name: &str,
-        f: &Function,
-        place: &mut BlobPlacement<'_>,
-    ) -> Result<(), MilError> {
-        let inputs = f
-            .inputs
-            .iter()
+    /// `type name` for each value (function inputs, op outputs).
+    fn declarations(&self, vars: &[Var]) -> Result<Vec<String>, MilError> {
+        vars.iter()
             .map(|v| {
                 Ok(format!(
                     "{} {}",
@@ -109,7 +102,17 @@ impl TextWriter {
                     identifier(&v.name)?
                 ))
             })
-            .collect::<Result<Vec<_>, MilError>>()?;
+            .collect()
+    }
+
+    fn function(
+        &self,
+        s: &mut String,
+        name: &str,
+        f: &Function,
+        place: &mut BlobPlacement<'_>,
+    ) -> Result<(), MilError> {
+        let inputs = self.declarations(&f.inputs)?;
         let _ = writeln!(
             s,
             "    func {}<{}>({}) {{",
@@ -138,17 +141,7 @@ impl TextWriter {
         opset: Opset,
         place: &mut BlobPlacement<'_>,
     ) -> Result<(), MilError> {
-        let outs = op
-            .outputs
-            .iter()
-            .map(|v| {
-                Ok(format!(
-                    "{} {}",
-                    self.type_text(&v.ty),
-                    identifier(&v.name)?
-                ))
-            })
-            .collect::<Result<Vec<_>, MilError>>()?;
+        let outs = self.declarations(&op.outputs)?;
         let spec = catalogue::lookup(&op.op_type, opset);
         let mut params: Vec<&(String, Vec<Binding>)> = op.inputs.iter().collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));

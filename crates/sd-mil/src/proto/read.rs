@@ -50,11 +50,7 @@ pub fn model_from_proto(
         description,
         program,
     };
-    check_signature(&model, path)?;
-    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    })?;
+    check_model(&model, path, path)?;
     Ok(model)
 }
 
@@ -129,9 +125,23 @@ fn features(
         .collect()
 }
 
+/// Checks a model read from files: its description (from `description_path`) against the main
+/// function's signature, and its program (from `program_path`) against the op catalogue.
+pub(crate) fn check_model(
+    model: &Model,
+    description_path: &Path,
+    program_path: &Path,
+) -> Result<(), MilError> {
+    check_signature(model, description_path)?;
+    crate::graph::check_program(&model.program).map_err(|source| MilError::InFile {
+        path: program_path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
 /// Checks that the description matches the main function's signature and that the
 /// specification version is new enough for its opset.
-pub(crate) fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
+fn check_signature(model: &Model, path: &Path) -> Result<(), MilError> {
     let main = model
         .program
         .main()

@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "hub_listing",
     "mil_text",
     "compiled",
+    "http_request",
 ];
 
 /// Runs target `name` on `data`; unknown names panic (a harness bug, not an input bug).
@@ -43,6 +44,7 @@ pub fn run(name: &str, data: &[u8]) {
         "hub_listing" => hub_listing(data),
         "mil_text" => mil_text(data),
         "compiled" => compiled(data),
+        "http_request" => http_request(data),
         other => panic!("no fuzz target `{other}`"),
     }
 }
@@ -372,4 +374,129 @@ fn recipe(data: &[u8]) {
 fn hub_listing(data: &[u8]) {
     let repo = sd_cli::hub::RepoId::parse("org/name").expect("a valid repo id");
     let _ = sd_cli::hub::parse_listing(&repo, &String::from_utf8_lossy(data));
+}
+
+/// How long `sd serve` may take to answer one fuzz request before the target reports a hang.
+const HTTP_ANSWER_SECONDS: u64 = 30;
+
+/// One HTTP request (request line, header lines, a blank line, the body) sent over a loopback
+/// connection to `sd serve`'s application on sd1-tiny: the Host/Origin guards, routing, every
+/// API's JSON and parameter checks, base64 images, and — for a request that passes them all —
+/// a generation (at most 3 steps, 2 images). The harness frames the request itself (the
+/// input's own `Content-Length`, `Transfer-Encoding` and `Connection` lines are dropped; the
+/// body's length and `Connection: close` are added) so that the server always has a whole
+/// request and then closes: no answer within [`HTTP_ANSWER_SECONDS`] is a hang, and a 500 is a
+/// handler that failed on its input.
+fn http_request(data: &[u8]) {
+    use std::io::{ErrorKind, Read, Write};
+    let address = fuzz_server();
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting to the fuzz server");
+    let limit = std::time::Duration::from_secs(HTTP_ANSWER_SECONDS);
+    stream.set_read_timeout(Some(limit)).expect("read timeout");
+    stream
+        .set_write_timeout(Some(limit))
+        .expect("write timeout");
+    // The server may answer and close before reading all of a bad request.
+    let _ = stream.write_all(&frame_http_request(data));
+    let mut answer = Vec::new();
+    if let Err(e) = (&mut stream).take(16 << 20).read_to_end(&mut answer)
+        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    {
+        panic!("sd serve did not answer within {HTTP_ANSWER_SECONDS} s");
+    }
+    if let Some(status) = answer
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+    {
+        assert!(
+            status != b"500",
+            "sd serve answered 500:\n{}",
+            String::from_utf8_lossy(&answer[..answer.len().min(2000)])
+        );
+    }
+}
+
+/// `data` as one whole HTTP/1.1 request: its head (up to the first blank line) with CRLF line
+/// ends and without framing headers, then `Content-Length` of the rest and `Connection: close`.
+pub fn frame_http_request(data: &[u8]) -> Vec<u8> {
+    let blank = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .filter_map(|sep| {
+            data.windows(sep.len())
+                .position(|w| w == *sep)
+                .map(|at| (at, at + sep.len()))
+        })
+        .min();
+    let (head, body) = match blank {
+        Some((end, body)) => (&data[..end], &data[body..]),
+        None => (data, &[][..]),
+    };
+    let mut out = Vec::with_capacity(data.len() + 64);
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+        let framing = [&b"content-length"[..], b"transfer-encoding", b"connection"]
+            .iter()
+            .any(|f| name.trim_ascii().eq_ignore_ascii_case(f));
+        if !framing {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// `sd serve` on sd1-tiny (converted once into a cache shared by the fuzzing processes), on a
+/// free loopback port, with small limits; started by the first request of this process.
+fn fuzz_server() -> std::net::SocketAddr {
+    use sd_cli::server::{Engine, EngineOptions, Limits, ServeOptions, Server};
+    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/sd1-tiny");
+            let cache = sd_cli::CacheOptions {
+                cache_root: Some(std::env::temp_dir().join("sd-fuzz-serve-cache")),
+                ..Default::default()
+            };
+            let folder = sd_cli::prepare(&model, &cache)
+                .expect("converting sd1-tiny for the fuzz server")
+                .folder;
+            let limits = Limits {
+                max_body_bytes: 1 << 20,
+                max_steps: 3,
+                max_images: 2,
+                max_image_side: 256,
+                max_queued: 2,
+                kept_jobs: 4,
+                ..Limits::default()
+            };
+            let engine = Engine::start::<sd_runtime::Cpu>(
+                &folder,
+                sd_runtime::pipeline::PipelineOptions::new(
+                    sd_runtime::Precision::Program,
+                    Default::default(),
+                ),
+                EngineOptions {
+                    model_name: None,
+                    output: None,
+                    max_queued: limits.max_queued,
+                    kept_jobs: limits.kept_jobs,
+                },
+            )
+            .expect("starting the fuzz server's engine");
+            Server::start(
+                engine,
+                ServeOptions {
+                    bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    limits,
+                    safety_check: false,
+                    saves_images: false,
+                },
+            )
+            .expect("starting the fuzz server")
+        })
+        .address()
 }

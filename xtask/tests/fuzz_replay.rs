@@ -45,3 +45,19 @@ fn package_inputs_split_and_join() {
     );
     assert_eq!(targets::split_package(&joined[..9]), None);
 }
+
+#[test]
+fn http_requests_are_framed_whole() {
+    let framed = targets::frame_http_request(
+        b"POST /x HTTP/1.1\nHost: a\ncontent-LENGTH: 99\nConnection: keep-alive\n\n{}\r\n\r\nrest",
+    );
+    assert_eq!(
+        String::from_utf8(framed).unwrap(),
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n{}\r\n\r\nrest"
+    );
+    let framed = targets::frame_http_request(b"GET /health");
+    assert_eq!(
+        String::from_utf8(framed).unwrap(),
+        "GET /health\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+}

@@ -2,8 +2,8 @@
 
 use super::{ElementType, SourceDType};
 use crate::error::{ConvertError, Result};
+use ::safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::Metadata};
 use memmap2::Mmap;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,98 +40,40 @@ impl fmt::Debug for SafetensorsFile {
 }
 
 impl SafetensorsFile {
-    /// Maps `path` and checks its header: JSON well formed, every tensor's byte range matching
-    /// its shape and dtype and lying inside the file. Tensors of element types other than
-    /// F16/BF16/F32 (integer buffers such as CLIP's `position_ids`) are listed but not readable.
+    /// Maps `path` and checks its header with the `safetensors` crate (the one parser of the
+    /// format in this workspace): JSON well formed, tensors contiguous, every byte range matching
+    /// its shape and dtype and the last one ending at the end of the file. A file cut short is
+    /// reported with the first tensor whose bytes are missing. Tensors of element types other
+    /// than F16/BF16/F32 (integer buffers such as CLIP's `position_ids`) are listed but not
+    /// readable.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io = |e| ConvertError::Io {
-            path: path.clone(),
-            source: e,
-        };
         let (file, _) = sd_mil::files::open_regular(&path, u64::MAX)?;
         // SAFETY: the file is opened read-only and only read through this map; a writer
         // truncating it underneath us is outside what the converter guards against.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let bad = |m: String| ConvertError::BadHeader {
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ConvertError::Io {
             path: path.clone(),
-            message: m,
+            source: e,
+        })?;
+        let (header_len, metadata) = match SafeTensors::read_metadata(&mmap) {
+            Ok(parsed) => parsed,
+            Err(e) => return Err(header_error(&path, &mmap, e)),
         };
-        if mmap.len() < 8 {
-            return Err(bad(format!(
-                "file of {} bytes has no header length",
-                mmap.len()
-            )));
-        }
-        let n = u64::from_le_bytes(mmap[..8].try_into().expect("8 bytes"));
-        if n > (mmap.len() - 8) as u64 {
-            return Err(bad(format!(
-                "header of {n} bytes does not fit a file of {} bytes",
-                mmap.len()
-            )));
-        }
-        let n = n as usize;
-        let header: serde_json::Map<String, Value> = serde_json::from_slice(&mmap[8..8 + n])
-            .map_err(|e| bad(format!("header JSON: {e}")))?;
-        let data_start = 8 + n;
-        let available = mmap.len() - data_start;
-        let mut tensors = HashMap::new();
-        for (name, v) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let dtype_s = v
-                .get("dtype")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("`{name}` has no dtype")))?;
-            let shape: Vec<usize> = v
-                .get("shape")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-                .ok_or_else(|| bad(format!("`{name}` has no valid shape")))?;
-            let offs: Vec<usize> = v
-                .get("data_offsets")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-                .filter(|o: &Vec<usize>| o.len() == 2 && o[0] <= o[1])
-                .ok_or_else(|| bad(format!("`{name}` has no valid data_offsets")))?;
-            if offs[1] > available {
-                return Err(ConvertError::Truncated {
-                    path,
-                    tensor: name,
-                    start: offs[0],
-                    end: offs[1],
-                    available,
-                });
-            }
-            let dtype = match dtype_s {
-                "F16" => ElementType::Float(SourceDType::F16),
-                "BF16" => ElementType::Float(SourceDType::BF16),
-                "F32" => ElementType::Float(SourceDType::F32),
-                other => ElementType::Other(other.to_string()),
-            };
-            if let ElementType::Float(d) = dtype {
-                let count = shape
-                    .iter()
-                    .try_fold(1usize, |a, &d| a.checked_mul(d))
-                    .ok_or_else(|| bad(format!("`{name}`: shape {shape:?} overflows")))?;
-                if count.checked_mul(d.size()) != Some(offs[1] - offs[0]) {
-                    return Err(bad(format!(
-                        "`{name}`: {} bytes do not hold {dtype_s} {shape:?}",
-                        offs[1] - offs[0]
-                    )));
-                }
-            }
-            tensors.insert(
-                name,
-                TensorInfo {
-                    dtype,
-                    shape,
-                    start: data_start + offs[0],
-                    end: data_start + offs[1],
-                },
-            );
-        }
+        let data_start = HEADER_LEN_BYTES + header_len;
+        let tensors = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| {
+                let (start, end) = info.data_offsets;
+                let info = TensorInfo {
+                    dtype: element_type(info.dtype),
+                    shape: info.shape.clone(),
+                    start: data_start + start,
+                    end: data_start + end,
+                };
+                (name, info)
+            })
+            .collect();
         Ok(SafetensorsFile {
             path,
             mmap,
@@ -189,4 +131,68 @@ impl SafetensorsFile {
         #[cfg(not(unix))]
         let _ = (offset, len);
     }
+}
+
+/// Bytes of the little-endian header length that opens every safetensors file.
+const HEADER_LEN_BYTES: usize = 8;
+
+/// The converter's name for a safetensors element type.
+fn element_type(dtype: Dtype) -> ElementType {
+    match dtype {
+        Dtype::F16 => ElementType::Float(SourceDType::F16),
+        Dtype::BF16 => ElementType::Float(SourceDType::BF16),
+        Dtype::F32 => ElementType::Float(SourceDType::F32),
+        other => ElementType::Other(format!("{other:?}")),
+    }
+}
+
+/// Turns the parser's refusal into the converter's error. A header that is sound but describes
+/// more data than the file holds (an interrupted download) is a [`ConvertError::Truncated`]
+/// naming the first tensor cut short.
+fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> ConvertError {
+    if matches!(e, SafeTensorError::MetadataIncompleteBuffer)
+        && let Some(truncated) = first_truncated(path, bytes)
+    {
+        return truncated;
+    }
+    let message = match e {
+        SafeTensorError::HeaderTooSmall => {
+            format!("file of {} bytes has no header length", bytes.len())
+        }
+        SafeTensorError::InvalidHeaderLength => {
+            format!("header length does not fit a file of {} bytes", bytes.len())
+        }
+        SafeTensorError::MetadataIncompleteBuffer => format!(
+            "the tensors' data does not end where the file of {} bytes ends",
+            bytes.len()
+        ),
+        other => other.to_string(),
+    };
+    ConvertError::BadHeader {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// The first tensor whose bytes lie past the end of `bytes`, when the header itself parses.
+fn first_truncated(path: &Path, bytes: &[u8]) -> Option<ConvertError> {
+    let n = usize::try_from(u64::from_le_bytes(
+        bytes.get(..HEADER_LEN_BYTES)?.try_into().ok()?,
+    ))
+    .ok()?;
+    let header = bytes.get(HEADER_LEN_BYTES..HEADER_LEN_BYTES.checked_add(n)?)?;
+    let metadata: Metadata = serde_json::from_slice(header).ok()?;
+    let available = bytes.len() - HEADER_LEN_BYTES - n;
+    let (name, info) = metadata
+        .tensors()
+        .into_iter()
+        .filter(|(_, info)| info.data_offsets.1 > available)
+        .min_by_key(|(_, info)| info.data_offsets.0)?;
+    Some(ConvertError::Truncated {
+        path: path.to_path_buf(),
+        tensor: name,
+        start: info.data_offsets.0,
+        end: info.data_offsets.1,
+        available,
+    })
 }

@@ -154,7 +154,7 @@ fn spawn(root: &Path, bin_dir: &Path, t: &str, seconds: u64) -> Result<std::proc
     let mut cmd = Command::new(bin_dir.join(t));
     cmd.arg(format!("-max_total_time={seconds}"))
         .arg(format!("-max_len={MAX_LEN}"))
-        .arg("-timeout=20")
+        .arg(format!("-timeout={}", targets::timeout_seconds(t)))
         .arg("-rss_limit_mb=3072")
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))

@@ -61,3 +61,13 @@ fn http_requests_are_framed_whole() {
         "GET /health\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
 }
+
+#[test]
+fn libfuzzer_waits_longer_than_the_targets_own_deadlines() {
+    // A slow answer must surface as the target's own "did not answer" hang report, not be
+    // cut short by libFuzzer's per-input timeout first.
+    assert!(targets::timeout_seconds("http_request") > targets::HTTP_ANSWER_SECONDS);
+    for t in targets::TARGETS {
+        assert!(targets::timeout_seconds(t) >= 20, "{t}");
+    }
+}

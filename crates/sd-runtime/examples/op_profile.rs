@@ -16,7 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: op_profile PACKAGE INPUTS.safetensors [RUNS]".into());
     };
     let runs: usize = args.get(2).map(|r| r.parse()).transpose()?.unwrap_or(5);
+    let loading = Instant::now();
     let model = Model::load_cpu(package, Precision::Program)?;
+    println!("loaded in {:.2} s", loading.elapsed().as_secs_f64());
     let inputs: HashMap<String, Tensor> = Tensor::read_safetensors(inputs)?
         .into_iter()
         .map(|(n, t)| (n.strip_prefix("in.").unwrap_or(&n).to_string(), t))

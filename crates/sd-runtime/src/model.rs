@@ -336,6 +336,20 @@ impl<B: RtBackend> Model<B> {
                 frees: Vec::new(),
             });
         }
+        // Linear weights in the layout the backend multiplies fastest (read by no other op).
+        for s in &steps {
+            if s.op_type != "linear" && s.op_type != crate::passes::LINEAR_ACT_OP {
+                continue;
+            }
+            let Some((_, list)) = s.args.iter().find(|(p, _)| p == "weight") else {
+                continue;
+            };
+            if let [Arg::Const(c)] = list.as_slice()
+                && let Some(w) = consts[*c].tensor.take()
+            {
+                consts[*c].tensor = Some(Val::new(B::linear_weight_layout(w.t), w.dtype));
+            }
+        }
         let mut outputs = Vec::new();
         for name in &f.outputs {
             let src = match names.get(name) {

@@ -83,7 +83,8 @@ fn palettized_q6_psnr_reported() {
 #[test]
 fn compiled_models_predict_exactly_as_their_packages() {
     let scratch = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-scratch/runtime_compiled");
+        .join("../../target/test-scratch")
+        .join(format!("runtime_compiled-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     for (folder, component, io) in [
         ("split_einsum", "text_encoder", "text_encoder"),
@@ -118,4 +119,5 @@ fn compiled_models_predict_exactly_as_their_packages() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -7,7 +7,9 @@ use burn_tensor::ops::FloatTensor;
 
 pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("silu", |c| act(c, |x| B::activation(x, Activation::Silu)));
-    r.insert("sigmoid", |c| act(c, B::sigmoid));
+    r.insert("sigmoid", |c| {
+        act(c, |x| B::activation(x, Activation::Sigmoid))
+    });
     r.insert("relu", |c| act(c, |x| B::activation(x, Activation::Relu)));
     r.insert("gelu", gelu);
     r.insert("softmax", |c| {
@@ -33,6 +35,8 @@ pub enum Activation {
     GeluTanh,
     /// GELU, x·σ(1.702·x).
     GeluSigmoid,
+    /// σ(x) = 1 / (1 + e⁻ˣ).
+    Sigmoid,
 }
 
 impl Activation {
@@ -57,6 +61,7 @@ impl Activation {
             Activation::GeluExact => "gelu_exact",
             Activation::GeluTanh => "gelu_tanh",
             Activation::GeluSigmoid => "gelu_sigmoid",
+            Activation::Sigmoid => "sigmoid",
         }
     }
 
@@ -69,6 +74,7 @@ impl Activation {
             Activation::GeluExact,
             Activation::GeluTanh,
             Activation::GeluSigmoid,
+            Activation::Sigmoid,
         ]
         .into_iter()
         .find(|a| a.name() == name)
@@ -85,6 +91,7 @@ impl Activation {
             Activation::GeluSigmoid => {
                 gelu_mode::<B>(x, "SIGMOID_APPROXIMATION").expect("known mode")
             }
+            Activation::Sigmoid => B::sigmoid(x),
         }
     }
 }

@@ -9,7 +9,7 @@
 mod activation;
 pub mod constexpr;
 mod conv;
-pub(crate) mod cpu;
+pub mod cpu;
 mod elementwise;
 mod gather;
 mod linalg;

@@ -6,7 +6,7 @@
 //! the activation to its result while it is in cache, and the intermediate value (and its
 //! fp16 rounding in program precision) disappears.
 
-use super::common::{Index, const_param, name_of};
+use super::common::{Index, const_param, name_of, remove_ops};
 use super::{CONV_ACT_OP, GROUP_NORM_OP, LINEAR_ACT_OP};
 use crate::kernels::Activation;
 use sd_mil::catalogue::{self, Default as PDefault};
@@ -87,12 +87,7 @@ pub fn fuse_activations(f: &mut Function) -> usize {
         p.outputs = outputs;
         f.operations[pi] = p;
     }
-    let dropped: std::collections::HashSet<usize> = fused.iter().map(|t| t.1).collect();
-    let mut i = 0;
-    f.operations.retain(|_| {
-        i += 1;
-        !dropped.contains(&(i - 1))
-    });
+    remove_ops(f, &fused.iter().map(|t| t.1).collect());
     fused.len()
 }
 

@@ -68,6 +68,15 @@ pub fn const_floats(f: &Function, idx: &Index, op: &Operation, param: &str) -> O
     const_param(f, idx, op, param)?.to_f32_vec()
 }
 
+/// Removes the ops at the given indices, keeping the order of the rest.
+pub fn remove_ops(f: &mut Function, dropped: &std::collections::HashSet<usize>) {
+    let mut i = 0;
+    f.operations.retain(|_| {
+        i += 1;
+        !dropped.contains(&(i - 1))
+    });
+}
+
 /// The single value name bound to `param`.
 pub fn name_of<'a>(op: &'a Operation, param: &str) -> Option<&'a str> {
     op.input_name(param)
@@ -112,6 +121,15 @@ pub(crate) mod test_support {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                     .join("../../../shared/fixtures/apple-tiny")
             })
+    }
+
+    /// The main function of a split-einsum fixture package, before any pass.
+    pub fn main_of(component: &str) -> sd_mil::Function {
+        let pkg = root().join(format!(
+            "packages/split_einsum/Stable_Diffusion_version_sd-tiny_{component}.mlpackage"
+        ));
+        let model = sd_mil::read_model(&pkg).unwrap();
+        model.program.main().unwrap().clone()
     }
 
     /// Runs a split-einsum package with and without the passes; returns (fused model,

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 mod common;
 pub mod group_norm;
+pub mod quick_gelu;
 
 /// Op type of the fused group norm (x, groups, epsilon, gamma?, beta?).
 pub const GROUP_NORM_OP: &str = "sdrt_group_norm";
@@ -22,6 +23,8 @@ pub struct Fused {
     pub group_norms: usize,
     /// Attention blocks.
     pub attentions: usize,
+    /// Quick GELUs (`mul`, `sigmoid`, `mul`) made one `gelu`.
+    pub quick_gelus: usize,
     /// Activations folded into their producer.
     pub activations: usize,
 }
@@ -30,11 +33,13 @@ pub struct Fused {
 pub fn run_all(f: &mut sd_mil::Function) -> Fused {
     let group_norms = group_norm::fuse_group_norm(f);
     let attentions = attention::fuse_split_einsum_attention(f);
+    let quick_gelus = quick_gelu::fuse_quick_gelu(f);
     let activations = activation::fuse_activations(f);
     sd_mil::graph::eliminate_dead_code(f);
     Fused {
         group_norms,
         attentions,
+        quick_gelus,
         activations,
     }
 }

@@ -46,6 +46,14 @@ multiversion! {
     }
 }
 
+multiversion! {
+    fn sigmoid_slice(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = 1.0 / (1.0 + simd::exp(-*v));
+        }
+    }
+}
+
 /// Applies `act` to every element of `x` (single-threaded; callers split the work).
 pub fn apply(act: Activation, x: &mut [f32]) {
     match act {
@@ -55,6 +63,7 @@ pub fn apply(act: Activation, x: &mut [f32]) {
         Activation::GeluExact => gelu_exact_slice(x),
         Activation::GeluTanh => gelu_tanh_slice(x),
         Activation::GeluSigmoid => gelu_sigmoid_slice(x),
+        Activation::Sigmoid => sigmoid_slice(x),
     }
 }
 

@@ -1,4 +1,5 @@
-//! 2-D convolution as im2col + GEMM: per image and group, the receptive fields of a band
+//! 2-D convolution: 3×3 stride-1 layers with enough output through Winograd's F(4×4, 3×3)
+//! ([`winograd`]), every other one as im2col + GEMM: per image and group, the receptive fields of a band
 //! of output rows are laid out as columns in a scratch that stays in L2, multiplied by the
 //! weights [Cout/g, Cin/g·kh·kw] into the output, whose rows start as the bias; the
 //! activation is applied to each band while it is hot. Bands run in parallel (each with its
@@ -7,6 +8,7 @@
 
 use super::act;
 use super::gemm::{MatMut, MatRef, parallelism, sgemm};
+use super::winograd;
 use crate::kernels::{Activation, Conv2dGeometry};
 use ::gemm::Parallelism;
 use ndarray::{ArrayView, IxDyn};
@@ -96,14 +98,24 @@ fn im2col(x: &[f32], geo: &Geo, oy0: usize, rows: usize, col: &mut [f32], parall
     }
 }
 
+/// How [`conv2d`] computes a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvMethod {
+    /// Winograd where it applies and pays off ([`winograd::applies`]), else im2col.
+    Auto,
+    /// im2col + GEMM for every layer.
+    Im2col,
+}
+
 /// Convolution of x [N, Cin, H, W] with w [Cout, Cin/groups, kh, kw] (any strides), plus
-/// the per-channel bias, then `act`. Returns the row-major output and its shape.
+/// the per-channel bias, then `act`, by `method`. Returns the row-major output and its shape.
 pub fn conv2d(
     x: &ArrayView<'_, f32, IxDyn>,
     w: &ArrayView<'_, f32, IxDyn>,
     bias: Option<&[f32]>,
     g: Conv2dGeometry,
     act: Activation,
+    method: ConvMethod,
 ) -> (Vec<f32>, [usize; 4]) {
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
@@ -124,6 +136,21 @@ pub fn conv2d(
         return (out, [n, cout, oh, ow]);
     }
     let (xd, wdata) = (x.as_slice().unwrap(), w.as_slice().unwrap());
+    if method == ConvMethod::Auto && winograd::applies(kh, kw, &g, winograd::tile_count(n, oh, ow))
+    {
+        winograd::conv3x3(
+            xd,
+            [n, cin, h, wd],
+            wdata,
+            cout,
+            bias,
+            g.pads,
+            [oh, ow],
+            &mut out,
+        );
+        act::apply_par(act, &mut out);
+        return (out, [n, cout, oh, ow]);
+    }
     let geo = Geo {
         h,
         w: wd,
@@ -247,7 +274,14 @@ mod tests {
         super::act::apply(act, &mut want);
         let xa = Array::from_shape_vec(IxDyn(&xs), x).unwrap();
         let wa = Array::from_shape_vec(IxDyn(&ws), w).unwrap();
-        let (got, _) = conv2d(&xa.view(), &wa.view(), bias.then_some(&b[..]), g, act);
+        let (got, _) = conv2d(
+            &xa.view(),
+            &wa.view(),
+            bias.then_some(&b[..]),
+            g,
+            act,
+            ConvMethod::Auto,
+        );
         assert_eq!(got.len(), want.len(), "{xs:?} {ws:?} {g:?}");
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!(

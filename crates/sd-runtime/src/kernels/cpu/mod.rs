@@ -13,3 +13,4 @@ pub mod round;
 pub mod simd;
 pub mod softmax;
 pub mod upsample;
+pub mod winograd;

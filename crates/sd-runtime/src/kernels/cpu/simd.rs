@@ -1,9 +1,10 @@
 //! Vector loops over f32 slices: plain Rust written so that LLVM vectorizes it, compiled
-//! twice — for AVX2+FMA (taken when the CPU has them, detected at run time) and for the
-//! baseline target. `exp` is a branch-free Cephes-style polynomial (about 2 ulp), so that
+//! three times — for AVX-512F, for AVX2+FMA (the widest the CPU has is taken, detected at
+//! run time) and for the baseline target. `exp` is a branch-free Cephes-style polynomial (about 2 ulp), so that
 //! softmax and SiLU vectorize instead of calling libm per element.
 
-/// Defines `fn $name(args)` whose body runs in an AVX2+FMA copy when the CPU supports it.
+/// Defines `fn $name(args)` whose body runs in an AVX-512F or AVX2+FMA copy when the CPU
+/// supports one.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])* $vis fn $name($($arg: $ty),*) $(-> $ret)? {
@@ -11,9 +12,18 @@ macro_rules! multiversion {
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `wide` was compiled for (AVX-512F
+                    // implies AVX2 and FMA).
+                    return unsafe { wide($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has the features `fast` was compiled for.

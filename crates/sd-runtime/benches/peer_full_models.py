@@ -41,16 +41,26 @@ def reset_peak():
         pass
 
 
-class Unet(torch.nn.Module):
-    """The UNet as a function of (sample, timestep, encoder_hidden_states)."""
+class Network(torch.nn.Module):
+    """One network's fp16 weights from its diffusers subfolder, run in fp32. A subclass names
+    its `source` (module, class), its compared `output`, how it reads the `inputs` and its
+    `forward`."""
 
-    output = "noise_pred"
+    source = None
+    output = None
 
     def __init__(self, folder):
         super().__init__()
-        from diffusers import UNet2DConditionModel
+        module, name = self.source
+        cls = getattr(__import__(module), name)
+        self.net = cls.from_pretrained(folder, variant="fp16", torch_dtype=torch.float32).eval()
 
-        self.net = UNet2DConditionModel.from_pretrained(folder, variant="fp16", torch_dtype=torch.float32).eval()
+
+class Unet(Network):
+    """The UNet as a function of (sample, timestep, encoder_hidden_states)."""
+
+    output = "noise_pred"
+    source = ("diffusers", "UNet2DConditionModel")
 
     @staticmethod
     def inputs(x):
@@ -61,16 +71,11 @@ class Unet(torch.nn.Module):
         return self.net(x, t, e, return_dict=False)[0]
 
 
-class VaeDecoder(torch.nn.Module):
+class VaeDecoder(Network):
     """AutoencoderKL.decode (post_quant_conv and the decoder), as Apple's VAE decoder."""
 
     output = "image"
-
-    def __init__(self, folder):
-        super().__init__()
-        from diffusers import AutoencoderKL
-
-        self.net = AutoencoderKL.from_pretrained(folder, variant="fp16", torch_dtype=torch.float32).eval()
+    source = ("diffusers", "AutoencoderKL")
 
     @staticmethod
     def inputs(x):
@@ -80,16 +85,11 @@ class VaeDecoder(torch.nn.Module):
         return self.net.decode(z, return_dict=False)[0]
 
 
-class TextEncoder(torch.nn.Module):
+class TextEncoder(Network):
     """CLIPTextModel's last hidden state (after the final layer norm)."""
 
     output = "last_hidden_state"
-
-    def __init__(self, folder):
-        super().__init__()
-        from transformers import CLIPTextModel
-
-        self.net = CLIPTextModel.from_pretrained(folder, variant="fp16", torch_dtype=torch.float32).eval()
+    source = ("transformers", "CLIPTextModel")
 
     @staticmethod
     def inputs(x):

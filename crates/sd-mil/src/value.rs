@@ -259,26 +259,34 @@ impl ConstValue {
 
     /// Elements converted to f32 (float and integer types).
     pub fn to_f32_vec(&self) -> Option<Vec<f32>> {
-        let b = self.bytes().ok()?;
-        Some(match self.ty.dtype {
-            DType::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            DType::F16 => b
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::F64 => b
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            _ => self.to_i64_vec()?.into_iter().map(|x| x as f32).collect(),
-        })
+        if !self.ty.dtype.is_float() {
+            return Some(self.to_i64_vec()?.into_iter().map(|x| x as f32).collect());
+        }
+        let mut out = vec![0.0f32; self.ty.element_count()];
+        self.read_f32_into(0, &mut out)?;
+        Some(out)
+    }
+
+    /// Writes the float elements `first..first + out.len()` into `out` as f32 (fp16 through
+    /// the CPU's conversion instructions where it has them), so that a large constant can be
+    /// converted in parallel pieces. `None` for non-float types, a range past the end or an
+    /// unreadable blob.
+    pub fn read_f32_into(&self, first: usize, out: &mut [f32]) -> Option<()> {
+        let size = (self.ty.dtype.bits() / 8) as usize;
+        let end = first.checked_add(out.len())?;
+        if !self.ty.dtype.is_float() || end > self.ty.element_count() {
+            return None;
+        }
+        let all = self.bytes().ok()?;
+        let b = all.get(first * size..end * size)?;
+        match self.ty.dtype {
+            DType::F32 => decode_le::<4>(b, out, f32::from_le_bytes),
+            DType::F16 => widen_f16(b, out),
+            DType::BF16 => decode_le::<2>(b, out, |c| half::bf16::from_le_bytes(c).to_f32()),
+            DType::F64 => decode_le::<8>(b, out, |c| f64::from_le_bytes(c) as f32),
+            _ => return None,
+        }
+        Some(())
     }
 
     /// For a constant in a memory-mapped `weight.bin`: lets its pages leave this process's
@@ -304,5 +312,27 @@ impl ConstValue {
             },
             _ => false,
         }
+    }
+}
+
+/// Decodes little-endian elements of `N` bytes from `b` into `out`.
+fn decode_le<const N: usize>(b: &[u8], out: &mut [f32], decode: impl Fn([u8; N]) -> f32) {
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(N)) {
+        *o = decode(c.try_into().expect("N bytes"));
+    }
+}
+
+/// Widens little-endian fp16 bytes into `out` (one element per two bytes) with half's slice
+/// conversion, which uses F16C on x86 when the CPU has it.
+fn widen_f16(b: &[u8], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    const CHUNK: usize = 1024;
+    let mut buf = [f16::ZERO; CHUNK];
+    for (o, c) in out.chunks_mut(CHUNK).zip(b.chunks(2 * CHUNK)) {
+        let h = &mut buf[..o.len()];
+        for (x, pair) in h.iter_mut().zip(c.chunks_exact(2)) {
+            *x = f16::from_le_bytes([pair[0], pair[1]]);
+        }
+        h.convert_to_f32_slice(o);
     }
 }

@@ -4,7 +4,7 @@ use crate::backend::{Cpu, RtBackend};
 use crate::error::{Result, RuntimeError};
 use crate::kernels::util::{from_vec, to_vec};
 use crate::kernels::{
-    self, ConstEntry, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr,
+    self, ConstEntry, ConstTensor, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr,
 };
 use crate::tensor::{HostDType, Tensor, TensorData};
 use sd_mil::catalogue::{self, OpSpec, ParamKind};
@@ -13,13 +13,9 @@ use sd_mil::{
 };
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 /// The callback of [`Model::predict_inspect`].
 type Inspector<'f, B> = dyn FnMut(&Produced<'_, B>) + 'f;
-
-/// A constant's f32 elements, produced on demand.
-type RawConst = Arc<dyn Fn() -> Option<Vec<f32>> + Send + Sync>;
 
 /// Compute precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,8 +138,29 @@ fn host_entry<B: RtBackend>(name: &str, v: &ConstValue) -> ConstEntry<B> {
         ints,
         floats,
         string,
-        tensor: None,
+        tensor: ConstTensor::default(),
     }
+}
+
+/// The backend tensor of a constant read as a tensor: large float constants are deferred
+/// to their first read (their data checked readable now), the others made now.
+fn const_tensor<B: RtBackend>(
+    e: &ConstEntry<B>,
+    value: &Option<ConstValue>,
+    device: &B::Device,
+) -> Result<ConstTensor<B>> {
+    let unreadable = || RuntimeError::Const {
+        name: e.name.clone(),
+        reason: format!("cannot read its {} data (missing or truncated blob?)", e.ty),
+    };
+    let value = value.as_ref().ok_or_else(unreadable)?;
+    if e.ty.dtype.is_float() && e.ty.element_count() > SMALL {
+        value.bytes().map_err(|_| unreadable())?;
+        return Ok(ConstTensor::deferred(value.clone(), device.clone()));
+    }
+    let vals = value.to_f32_vec().ok_or_else(unreadable)?;
+    let t = from_vec::<B>(vals, &e.ty.shape, device);
+    Ok(ConstTensor::ready(Val::new(t, e.ty.dtype)))
 }
 
 enum Src {
@@ -199,7 +216,7 @@ impl<B: RtBackend> Model<B> {
         let device = options.device.clone();
         let mut names: HashMap<String, Src> = HashMap::new();
         let mut consts: Vec<ConstEntry<B>> = Vec::new();
-        let mut raw: Vec<Option<RawConst>> = Vec::new();
+        let mut raw: Vec<Option<ConstValue>> = Vec::new();
         let mut const_values: HashMap<String, ConstValue> = HashMap::new();
         let mut slots = 0usize;
         let mut inputs = Vec::new();
@@ -227,8 +244,7 @@ impl<B: RtBackend> Model<B> {
             if let Some(v) = op.const_value() {
                 let out = &op.outputs[0].name;
                 consts.push(host_entry(out, v));
-                let vc = v.clone();
-                raw.push(Some(Arc::new(move || vc.to_f32_vec())));
+                raw.push(Some(v.clone()));
                 const_values.insert(out.clone(), v.clone());
                 names.insert(out.clone(), Src::Const(consts.len() - 1));
                 continue;
@@ -255,9 +271,10 @@ impl<B: RtBackend> Model<B> {
                     ints: None,
                     floats: small.then(|| vals.clone()),
                     string: None,
-                    tensor: None,
+                    tensor: ConstTensor::default(),
                 };
-                e.tensor = Some(Val::new(from_vec::<B>(vals, &ty.shape, &device), ty.dtype));
+                let t = from_vec::<B>(vals, &ty.shape, &device);
+                e.tensor = ConstTensor::ready(Val::new(t, ty.dtype));
                 consts.push(e);
                 raw.push(None);
                 names.insert(out.clone(), Src::Const(consts.len() - 1));
@@ -293,25 +310,12 @@ impl<B: RtBackend> Model<B> {
                         },
                         Binding::Value(v) => {
                             consts.push(host_entry(&format!("{}.{param}", op.name), v));
-                            let vc = v.clone();
-                            raw.push(Some(Arc::new(move || vc.to_f32_vec())));
+                            raw.push(Some(v.clone()));
                             consts.len() - 1
                         }
                     };
-                    if as_tensor && consts[idx].tensor.is_none() && consts[idx].string.is_none() {
-                        let e = &consts[idx];
-                        let vals = raw[idx].as_ref().and_then(|r| r()).ok_or_else(|| {
-                            RuntimeError::Const {
-                                name: e.name.clone(),
-                                reason: format!(
-                                    "cannot read its {} data (missing or truncated blob?)",
-                                    e.ty
-                                ),
-                            }
-                        })?;
-                        let t = from_vec::<B>(vals, &e.ty.shape, &device);
-                        let dt = e.ty.dtype;
-                        consts[idx].tensor = Some(Val::new(t, dt));
+                    if as_tensor && !consts[idx].tensor.is_some() && consts[idx].string.is_none() {
+                        consts[idx].tensor = const_tensor(&consts[idx], &raw[idx], &device)?;
                     }
                     list.push(Arg::Const(idx));
                 }
@@ -344,10 +348,8 @@ impl<B: RtBackend> Model<B> {
             let Some((_, list)) = s.args.iter().find(|(p, _)| p == "weight") else {
                 continue;
             };
-            if let [Arg::Const(c)] = list.as_slice()
-                && let Some(w) = consts[*c].tensor.take()
-            {
-                consts[*c].tensor = Some(Val::new(B::linear_weight_layout(w.t), w.dtype));
+            if let [Arg::Const(c)] = list.as_slice() {
+                consts[*c].tensor.set_layout(B::linear_weight_layout);
             }
         }
         let mut outputs = Vec::new();
@@ -356,16 +358,8 @@ impl<B: RtBackend> Model<B> {
                 Some(Src::Slot(s)) => Arg::Slot(*s),
                 Some(Src::Const(c)) => {
                     let c = *c;
-                    if consts[c].tensor.is_none() {
-                        let vals = raw[c].as_ref().and_then(|r| r()).ok_or_else(|| {
-                            RuntimeError::Const {
-                                name: name.clone(),
-                                reason: "unreadable output constant".into(),
-                            }
-                        })?;
-                        let sh = consts[c].ty.shape.clone();
-                        let dt = consts[c].ty.dtype;
-                        consts[c].tensor = Some(Val::new(from_vec::<B>(vals, &sh, &device), dt));
+                    if !consts[c].tensor.is_some() {
+                        consts[c].tensor = const_tensor(&consts[c], &raw[c], &device)?;
                     }
                     Arg::Const(c)
                 }
@@ -467,7 +461,8 @@ impl<B: RtBackend> Model<B> {
             e.floats = Some(vals.clone());
         }
         let dt = e.ty.dtype;
-        e.tensor = Some(Val::new(from_vec::<B>(vals, &e.ty.shape, &self.device), dt));
+        let t = from_vec::<B>(vals, &e.ty.shape, &self.device);
+        e.tensor = ConstTensor::ready(Val::new(t, dt));
         Ok(())
     }
 
@@ -632,7 +627,7 @@ impl<B: RtBackend> Model<B> {
         for (feat, src) in &self.outputs {
             let v = match src {
                 Arg::Slot(s) => slots[*s].clone(),
-                Arg::Const(c) => self.consts[*c].tensor.clone(),
+                Arg::Const(c) => self.consts[*c].tensor.get().cloned(),
             }
             .ok_or_else(|| RuntimeError::Undefined {
                 op: "<outputs>".into(),

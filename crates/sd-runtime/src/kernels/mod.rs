@@ -7,6 +7,7 @@
 //! exact floats (integers up to 2²⁴, ample for the indices and token ids of these programs).
 
 mod activation;
+pub mod const_tensor;
 pub mod constexpr;
 mod conv;
 pub mod cpu;
@@ -19,6 +20,7 @@ mod shape;
 pub(crate) mod util;
 
 pub use activation::{Activation, softmax as softmax_generic};
+pub use const_tensor::ConstTensor;
 pub use constexpr::{decompress, is_constexpr};
 pub use conv::{Conv2dGeometry, conv2d_generic};
 pub use linalg::{attention_generic, linear_generic, matmul_generic};
@@ -102,8 +104,9 @@ pub struct ConstEntry<B: RtBackend> {
     pub floats: Option<Vec<f32>>,
     /// The string of a string constant.
     pub string: Option<String>,
-    /// The backend tensor, when some op reads the constant as a tensor.
-    pub tensor: Option<Val<B>>,
+    /// The backend tensor, when some op reads the constant as a tensor (large float
+    /// constants are made on first read).
+    pub tensor: ConstTensor<B>,
 }
 
 /// One bound element of a parameter.
@@ -145,8 +148,8 @@ impl<'a, B: RtBackend> Ctx<'a, B> {
             In::Val(v) => v
                 .take()
                 .ok_or_else(|| KernelError::param(p, "value read twice")),
-            In::Const(c) => c.tensor.clone().ok_or_else(|| {
-                KernelError::param(p, format!("constant `{}` was not materialized", c.name))
+            In::Const(c) => c.tensor.get().cloned().ok_or_else(|| {
+                KernelError::param(p, format!("constant `{}` is not a readable tensor", c.name))
             }),
         }
     }

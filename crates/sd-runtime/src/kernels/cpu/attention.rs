@@ -1,8 +1,10 @@
 //! Attention softmax(q·kᵀ·scale + mask)·v without materializing the whole score tensor:
 //! each task takes one batch entry and a block of query rows, computes their scores into a
 //! cache-sized scratch with GEMM, turns them into exponentials in place (vectorized), then
-//! multiplies by v and divides each output row by its sum.
+//! multiplies by v and divides each output row by its sum. Without a mask, on CPUs with
+//! AVX-512, [`super::attention_lanes`] runs instead.
 
+use super::attention_lanes as lanes;
 use super::gemm::{MatMut, MatRef, batch_offsets, sgemm};
 use super::simd::{self, multiversion};
 use gemm::Parallelism;
@@ -103,6 +105,37 @@ pub fn attention(
     let mut shape = batch;
     shape.extend([sq, dv]);
     if out.is_empty() {
+        return (out, shape);
+    }
+    if mask.is_none() && lanes::available() {
+        let per = sq.div_ceil(lanes::ROWS);
+        let dst = MatMut {
+            ptr: out.as_mut_ptr(),
+            rs: dv as isize,
+            cs: 1,
+        };
+        (0..nb * per)
+            .into_par_iter()
+            .for_each_init(lanes::Scratch::default, |scratch, t| {
+                let (b, q0) = (t / per, (t % per) * lanes::ROWS);
+                let qm = qo.at(b);
+                // SAFETY: rows [q0, q0 + rows) of batch b of q, and this task's own output
+                // rows; the CPU has AVX-512F.
+                unsafe {
+                    let block = lanes::Block {
+                        q: qm.offset(q0 as isize * qm.rs),
+                        k: ko.at(b),
+                        v: vo.at(b),
+                        out: dst.add((b * sq + q0) * dv),
+                        rows: lanes::ROWS.min(sq - q0),
+                        sk,
+                        d,
+                        dv,
+                        scale,
+                    };
+                    lanes::run(&block, scratch);
+                }
+            });
         return (out, shape);
     }
     let block = (SCORE_BUDGET / sk.max(1)).clamp(8, 256).min(sq);
@@ -209,6 +242,38 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn matches_naive_at_head_widths_and_ragged_blocks() {
+        // (sq, sk, d, dv): SD's head widths, fewer keys than one score step, value widths
+        // split into passes, and one row.
+        for (sq, sk, d, dv) in [
+            (70, 77, 40, 40),
+            (33, 5, 64, 64),
+            (1, 1, 8, 13),
+            (40, 100, 160, 160),
+            (65, 24, 3, 25),
+        ] {
+            let q = vals(2 * sq * d, 0.02, -0.15);
+            let k = vals(sk * d, 0.03, -0.25);
+            let v = vals(sk * dv, 0.1, -0.9);
+            let qa = Array::from_shape_vec(IxDyn(&[2, sq, d]), q.clone()).unwrap();
+            // One k and v for both batch entries (batch dim 1, broadcast).
+            let ka = Array::from_shape_vec(IxDyn(&[1, sk, d]), k.clone()).unwrap();
+            let va = Array::from_shape_vec(IxDyn(&[1, sk, dv]), v.clone()).unwrap();
+            let (got, shape) = attention(&qa.view(), &ka.view(), &va.view(), -0.3, None);
+            assert_eq!(shape, [2, sq, dv]);
+            for b in 0..2 {
+                let want = naive(&q[b * sq * d..], &k, &v, None, sq, sk, d, dv, -0.3);
+                for (x, y) in got[b * sq * dv..][..sq * dv].iter().zip(&want) {
+                    assert!(
+                        (x - y).abs() < 1e-5 * (1.0 + y.abs()),
+                        "{sq} {sk} {d} {dv}: {x} vs {y}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod act;
 pub mod array;
 pub mod attention;
+pub mod attention_lanes;
 pub mod conv;
 pub mod gemm;
 pub mod group_norm;

@@ -45,6 +45,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Predictions reuse freed memory instead of faulting in fresh pages (see the module).
+    sd_runtime::allocator::keep_freed_memory();
     match Cli::parse().command {
         Command::Compile(args) => compile::run(args),
         Command::Compress(args) => compress::run(args),

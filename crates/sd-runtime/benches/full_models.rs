@@ -3,8 +3,9 @@
 //! encoder (77 tokens), each beside the CPU peers on the same weights and inputs in the same
 //! run, every engine in its own process (`benches/peer_full_models.py` through the reference
 //! venv): PyTorch fp32 and OpenVINO (f32, and bf16 when asked). Reports the median, the load
-//! time, the peak resident set during the timed runs and the PSNR of every output against
-//! PyTorch's. A network whose converted package is missing is skipped.
+//! time, the first prediction, the peak resident set during the timed runs and the PSNR of
+//! every output against PyTorch's. A network whose converted package is missing is skipped.
+//! Every engine runs with malloc keeping freed memory (`sd_runtime::allocator`), as `sd` does.
 //!
 //! Make the packages once:
 //! `cargo xtask reference --full sd15` (the diffusers folder `target/full/sd15`), then
@@ -156,6 +157,7 @@ fn peer(
         return None;
     }
     let o = std::process::Command::new(python)
+        .env("GLIBC_TUNABLES", sd_runtime::allocator::GLIBC_TUNABLES)
         .arg(script)
         .args([net.name, engine])
         .arg(folder)
@@ -187,6 +189,8 @@ struct Row {
     engine: String,
     median_ms: f64,
     load_s: f64,
+    /// The first prediction after loading (our weights are widened during it).
+    first_ms: f64,
     peak_rss_mb: f64,
     output: Vec<f32>,
 }
@@ -200,11 +204,8 @@ fn bench(net: &Network, pkg: &Path, engines: &[String], runs: usize) {
     let ins = inputs(&model);
     let first = Instant::now();
     let mut out = model.predict(&ins).expect("predict");
-    println!(
-        "{}: warm-up {:.0} ms",
-        net.name,
-        first.elapsed().as_secs_f64() * 1e3
-    );
+    let first_ms = first.elapsed().as_secs_f64() * 1e3;
+    println!("{}: first prediction {first_ms:.0} ms", net.name);
     reset_peak_rss();
     let times: Vec<f64> = (0..runs)
         .map(|_| {
@@ -233,6 +234,7 @@ fn bench(net: &Network, pkg: &Path, engines: &[String], runs: usize) {
         engine: "sd-runtime (program precision)".into(),
         median_ms: ours,
         load_s,
+        first_ms,
         peak_rss_mb: rss,
         output: mine,
     }];
@@ -255,6 +257,7 @@ fn bench(net: &Network, pkg: &Path, engines: &[String], runs: usize) {
             engine: format!("{engine} {}", json["version"].as_str().unwrap_or("")),
             median_ms,
             load_s: json["load_s"].as_f64().unwrap_or(f64::NAN),
+            first_ms: json["first_ms"].as_f64().unwrap_or(f64::NAN),
             peak_rss_mb: json["peak_rss_step_mb"].as_f64().unwrap_or(f64::NAN),
             output: theirs,
         });
@@ -264,17 +267,18 @@ fn bench(net: &Network, pkg: &Path, engines: &[String], runs: usize) {
         .find(|r| r.engine.starts_with("openvino-f32"))
         .map(|r| r.median_ms);
     println!(
-        "\n{}\n| engine | median (ms) | vs OpenVINO f32 | load (s) | peak RSS in runs (MB) | PSNR vs PyTorch fp32 |\n|---|---|---|---|---|---|",
+        "\n{}\n| engine | median (ms) | vs OpenVINO f32 | load (s) | first prediction (ms) | peak RSS in runs (MB) | PSNR vs PyTorch fp32 |\n|---|---|---|---|---|---|---|",
         net.name
     );
     for r in &rows {
         let psnr_db = torch_out.as_ref().map(|t| psnr(&r.output, t));
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.0} | {} |",
+            "| {} | {:.0} | {} | {:.2} | {:.0} | {:.0} | {} |",
             r.engine,
             r.median_ms,
             base.map_or("—".into(), |b| format!("{:.2}×", r.median_ms / b)),
             r.load_s,
+            r.first_ms,
             r.peak_rss_mb,
             psnr_db.map_or("—".into(), |p| format!("{p:.1} dB")),
         );
@@ -284,6 +288,8 @@ fn bench(net: &Network, pkg: &Path, engines: &[String], runs: usize) {
 }
 
 fn main() {
+    // As the `sd` binary does; the peers get the same malloc settings (`peer`).
+    sd_runtime::allocator::keep_freed_memory();
     let runs: usize = std::env::var("SD_FULL_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -5,7 +5,7 @@ compiled for the CPU in f32 or bf16). Runs one engine on one network with the in
 safetensors file in Core ML layout (UNet: sample, timestep, encoder_hidden_states (B, C, 1, S);
 VAE decoder: z; text encoder: input_ids as float32), writes its output under the Core ML name,
 and prints one JSON line {"network", "engine", "ms": [...], "median_ms", "threads", "version",
-"load_s", "peak_rss_step_mb"}: the peak resident set during the timed runs (the kernel's mark
+"load_s", "first_ms", "peak_rss_step_mb"}: the peak resident set during the timed runs (the kernel's mark
 reset after loading and the warm-up).
 
 target/reference-venv/bin/python peer_full_models.py NETWORK ENGINE FOLDER IN.safetensors OUT.safetensors RUNS
@@ -145,7 +145,9 @@ def main():
     else:
         sys.exit(f"unknown engine {engine}")
     load_s = time.perf_counter() - start
+    start = time.perf_counter()
     out = run()  # warm-up
+    first_ms = (time.perf_counter() - start) * 1000.0
     reset_peak()
     times = []
     for _ in range(runs):
@@ -162,6 +164,7 @@ def main():
         "threads": THREADS,
         "version": version,
         "load_s": load_s,
+        "first_ms": first_ms,
         "peak_rss_step_mb": step_peak,
     }))
 

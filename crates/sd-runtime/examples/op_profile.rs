@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `sd` binary does: freed memory is reused, not faulted in afresh.
+    sd_runtime::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(package), Some(inputs)) = (args.first(), args.get(1)) else {
         return Err("usage: op_profile PACKAGE INPUTS.safetensors [RUNS]".into());

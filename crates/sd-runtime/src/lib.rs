@@ -1,9 +1,11 @@
 //! `sd-runtime`: executes Core ML ML Programs (.mlpackage) on burn.
 //!
 //! [`Model::load`] reads a package through `sd-mil`, runs the graph [`passes`] (group-norm
-//! and split-einsum attention fusion), decompresses constexpr weights once, materializes
-//! constants once and plans the ops into indexed value slots, freeing each intermediate after
-//! its last use. [`Model::predict`] takes and returns named host [`Tensor`]s.
+//! and split-einsum attention fusion), decompresses constexpr weights once, leaves the other
+//! large constants in the mapped `weight.bin` until a prediction first reads them
+//! ([`kernels::ConstTensor`]) and plans the ops into indexed value slots, freeing each
+//! intermediate after its last use. Programs that run many predictions may call
+//! [`allocator::keep_freed_memory`] once at start (the `sd` binary does). [`Model::predict`] takes and returns named host [`Tensor`]s.
 //!
 //! Kernels sit behind one boundary: a [`kernels::Registry`] keyed by op type (replace one
 //! entry to plug in a faster attention, conv, matmul or group norm) over the
@@ -20,6 +22,7 @@
 //! println!("{:?}", out["last_hidden_state"].shape);
 //! ```
 
+pub mod allocator;
 pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod cuda;

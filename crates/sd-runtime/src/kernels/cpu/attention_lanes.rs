@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::gemm::{MatMut, MatRef};
-use super::simd::{self, multiversion};
+use super::simd;
 
 /// Query rows per task: two vectors of 16 lanes.
 pub const ROWS: usize = 32;
@@ -22,11 +22,11 @@ const KEYS: usize = 12;
 /// Most value columns per pass of the output kernel.
 const COLS: usize = 12;
 
-/// Whether this CPU runs the kernel (AVX-512F).
+/// Whether this CPU runs the kernel (AVX-512F and FMA).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f")
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -74,28 +74,28 @@ pub unsafe fn run(b: &Block, scratch: &mut Scratch) {
     }
 }
 
-multiversion! {
-    /// Sᵀ rows ← e^(s − max) per lane (query row); returns the per-lane sums.
-    fn exponentials(st: &mut [f32], mx: &[f32; ROWS]) -> [f32; ROWS] {
-        let mut shift = *mx;
-        for m in &mut shift {
-            if *m == f32::NEG_INFINITY {
-                *m = 0.0;
-            }
+/// Sᵀ rows ← e^(s − max) per lane (query row); returns the per-lane sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn exponentials(st: &mut [f32], mx: &[f32; ROWS]) -> [f32; ROWS] {
+    let mut shift = *mx;
+    for m in &mut shift {
+        if *m == f32::NEG_INFINITY {
+            *m = 0.0;
         }
-        let mut sums = [0.0f32; ROWS];
-        for row in st.chunks_exact_mut(ROWS) {
-            for i in 0..ROWS {
-                row[i] = simd::exp(row[i] - shift[i]);
-                sums[i] += row[i];
-            }
-        }
-        sums
     }
+    let mut sums = [0.0f32; ROWS];
+    for row in st.chunks_exact_mut(ROWS) {
+        for i in 0..ROWS {
+            row[i] = simd::exp_fused(row[i] - shift[i]);
+            sums[i] += row[i];
+        }
+    }
+    sums
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 unsafe fn block(b: &Block, s: &mut Scratch) {
     let Block {
         q,

@@ -60,7 +60,7 @@ struct Head {
 fn equation(f: &Function, idx: &Index, op: &Operation) -> Option<String> {
     match op.input("equation")? {
         [Binding::Value(v)] => v.as_str().map(str::to_string),
-        [Binding::Name(n)] => f.operations[*idx.producer.get(n)?]
+        [Binding::Name(n)] => f.operations[*idx.producer.get(n.as_str())?]
             .const_value()?
             .as_str()
             .map(|s| s.replace(' ', "")),

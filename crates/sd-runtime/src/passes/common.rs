@@ -3,27 +3,28 @@
 use sd_mil::{Binding, ConstValue, Function, Operation};
 use std::collections::HashMap;
 
-/// Index of each value's producer, and each value's readers (op indices).
-pub struct Index {
-    pub producer: HashMap<String, usize>,
-    pub readers: HashMap<String, Vec<usize>>,
+/// Index of each value's producer, and each value's readers (op indices); the names are
+/// borrowed from the function, so building it copies no strings.
+pub struct Index<'f> {
+    pub producer: HashMap<&'f str, usize>,
+    pub readers: HashMap<&'f str, Vec<usize>>,
 }
 
-impl Index {
-    pub fn new(f: &Function) -> Self {
-        let mut producer = HashMap::new();
-        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+impl<'f> Index<'f> {
+    pub fn new(f: &'f Function) -> Self {
+        let mut producer = HashMap::with_capacity(f.operations.len());
+        let mut readers: HashMap<&str, Vec<usize>> = HashMap::with_capacity(f.operations.len());
         for (i, op) in f.operations.iter().enumerate() {
             for v in &op.outputs {
-                producer.insert(v.name.clone(), i);
+                producer.insert(v.name.as_str(), i);
             }
             for n in op.input_names() {
-                readers.entry(n.to_string()).or_default().push(i);
+                readers.entry(n).or_default().push(i);
             }
         }
         for n in &f.outputs {
             // Block outputs count as a reader that no pattern may swallow.
-            readers.entry(n.clone()).or_default().push(usize::MAX);
+            readers.entry(n.as_str()).or_default().push(usize::MAX);
         }
         Index { producer, readers }
     }
@@ -34,12 +35,12 @@ impl Index {
     }
 
     /// The op producing `name`, if its type is `op_type`.
-    pub fn producer_of<'f>(
+    pub fn producer_of<'g>(
         &self,
-        f: &'f Function,
+        f: &'g Function,
         name: &str,
         op_type: &str,
-    ) -> Option<(usize, &'f Operation)> {
+    ) -> Option<(usize, &'g Operation)> {
         let i = *self.producer.get(name)?;
         let op = &f.operations[i];
         (op.op_type == op_type).then_some((i, op))
@@ -51,7 +52,7 @@ pub fn const_param(f: &Function, idx: &Index, op: &Operation, param: &str) -> Op
     match op.input(param)? {
         [Binding::Value(v)] => Some(v.clone()),
         [Binding::Name(n)] => {
-            let p = *idx.producer.get(n)?;
+            let p = *idx.producer.get(n.as_str())?;
             f.operations[p].const_value().cloned()
         }
         _ => None,

@@ -122,17 +122,16 @@ mod tests {
         let mut other = main.clone();
         let (mi, _) = first_scale(&other);
         let idx = Index::new(&other);
-        for p in ["x", "y"] {
-            let Some(n) = name_of(&other.operations[mi], p) else {
-                continue;
-            };
-            if let Some(&ci) = idx.producer.get(n)
-                && other.operations[ci].op_type == "const"
-            {
-                other.operations[ci]
-                    .attributes
-                    .insert("val".into(), ConstValue::scalar_f16(1.5));
-            }
+        let scales: Vec<usize> = ["x", "y"]
+            .into_iter()
+            .filter_map(|p| name_of(&other.operations[mi], p))
+            .filter_map(|n| idx.producer.get(n).copied())
+            .filter(|&ci| other.operations[ci].op_type == "const")
+            .collect();
+        for ci in scales {
+            other.operations[ci]
+                .attributes
+                .insert("val".into(), ConstValue::scalar_f16(1.5));
         }
         assert_eq!(fuse_quick_gelu(&mut other), 4);
 

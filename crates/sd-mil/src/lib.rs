@@ -40,4 +40,4 @@ pub use model::{ArrayDType, FeatureDescription, Metadata, Model, ModelDescriptio
 pub use program::{Binding, Function, Operation, Opset, Program, Var};
 pub use read_model::read_model;
 pub use types::TensorType;
-pub use value::{ConstData, ConstValue, TensorSource};
+pub use value::{ConstData, ConstValue, TensorSource, decode_f32_into};

@@ -263,30 +263,8 @@ impl ConstValue {
             return Some(self.to_i64_vec()?.into_iter().map(|x| x as f32).collect());
         }
         let mut out = vec![0.0f32; self.ty.element_count()];
-        self.read_f32_into(0, &mut out)?;
+        decode_f32_into(self.ty.dtype, &self.bytes().ok()?, &mut out)?;
         Some(out)
-    }
-
-    /// Writes the float elements `first..first + out.len()` into `out` as f32 (fp16 through
-    /// the CPU's conversion instructions where it has them), so that a large constant can be
-    /// converted in parallel pieces. `None` for non-float types, a range past the end or an
-    /// unreadable blob.
-    pub fn read_f32_into(&self, first: usize, out: &mut [f32]) -> Option<()> {
-        let size = (self.ty.dtype.bits() / 8) as usize;
-        let end = first.checked_add(out.len())?;
-        if !self.ty.dtype.is_float() || end > self.ty.element_count() {
-            return None;
-        }
-        let all = self.bytes().ok()?;
-        let b = all.get(first * size..end * size)?;
-        match self.ty.dtype {
-            DType::F32 => decode_le::<4>(b, out, f32::from_le_bytes),
-            DType::F16 => widen_f16(b, out),
-            DType::BF16 => decode_le::<2>(b, out, |c| half::bf16::from_le_bytes(c).to_f32()),
-            DType::F64 => decode_le::<8>(b, out, |c| f64::from_le_bytes(c) as f32),
-            _ => return None,
-        }
-        Some(())
     }
 
     /// For a constant in a memory-mapped `weight.bin`: lets its pages leave this process's
@@ -313,6 +291,25 @@ impl ConstValue {
             _ => false,
         }
     }
+}
+
+/// Decodes the packed little-endian elements of a float type (`dtype`: f32, fp16, bf16, f64)
+/// from `bytes` into `out` as f32, fp16 through the CPU's conversion instructions where it has
+/// them. A piece of a constant's [`ConstValue::bytes`] decodes alone, so large constants can
+/// be converted in parallel. `None` for other types or when the lengths differ.
+pub fn decode_f32_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Option<()> {
+    let size = (dtype.bits() / 8) as usize;
+    if !dtype.is_float() || bytes.len() != out.len() * size {
+        return None;
+    }
+    match dtype {
+        DType::F32 => decode_le::<4>(bytes, out, f32::from_le_bytes),
+        DType::F16 => widen_f16(bytes, out),
+        DType::BF16 => decode_le::<2>(bytes, out, |c| half::bf16::from_le_bytes(c).to_f32()),
+        DType::F64 => decode_le::<8>(bytes, out, |c| f64::from_le_bytes(c) as f32),
+        _ => return None,
+    }
+    Some(())
 }
 
 /// Decodes little-endian elements of `N` bytes from `b` into `out`.

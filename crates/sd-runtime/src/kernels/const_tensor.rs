@@ -11,7 +11,7 @@ use super::util::from_vec;
 use crate::backend::RtBackend;
 use burn_tensor::ops::FloatTensor;
 use rayon::prelude::*;
-use sd_mil::ConstValue;
+use sd_mil::{ConstValue, decode_f32_into};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -114,12 +114,18 @@ impl<B: RtBackend> ConstTensor<B> {
     }
 }
 
-/// All elements of a float constant as f32, large ones in parallel pieces.
+/// All elements of a float constant as f32, large ones in parallel pieces of one read.
 fn widen(value: &ConstValue) -> Option<Vec<f32>> {
+    let dtype = value.ty.dtype;
+    let size = (dtype.bits() / 8) as usize;
+    let bytes = value.bytes().ok()?;
     let mut out = vec![0.0f32; value.ty.element_count()];
+    if size == 0 || bytes.len() != out.len() * size {
+        return None;
+    }
     out.par_chunks_mut(PIECE)
-        .enumerate()
-        .try_for_each(|(i, piece)| value.read_f32_into(i * PIECE, piece))?;
+        .zip(bytes.par_chunks(PIECE * size))
+        .try_for_each(|(piece, b)| decode_f32_into(dtype, b, piece))?;
     Some(out)
 }
 

@@ -15,6 +15,17 @@ use std::arch::x86_64::*;
 use super::gemm::{MatMut, MatRef};
 use super::simd;
 
+/// Calls the const-generic kernel `$f::<W>(args)` for the runtime width `$n` among the listed
+/// ones (`$n = 0` does nothing).
+macro_rules! by_width {
+    ($n:expr, $f:ident $args:tt, $($w:literal)*) => {
+        match $n {
+            $($w => $f::<$w> $args,)*
+            _ => {}
+        }
+    };
+}
+
 /// Query rows per task: two vectors of 16 lanes.
 pub const ROWS: usize = 32;
 /// Keys per step of the score kernel.
@@ -127,20 +138,7 @@ unsafe fn block(b: &Block, s: &mut Scratch) {
     }
     // SAFETY: as above, for the last keys.
     unsafe {
-        match sk - j {
-            0 => {}
-            1 => scores::<1>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            2 => scores::<2>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            3 => scores::<3>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            4 => scores::<4>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            5 => scores::<5>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            6 => scores::<6>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            7 => scores::<7>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            8 => scores::<8>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            9 => scores::<9>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            10 => scores::<10>(&s.qt, k, j, d, &mut s.st, &mut mx),
-            _ => scores::<11>(&s.qt, k, j, d, &mut s.st, &mut mx),
-        }
+        by_width!(sk - j, scores(&s.qt, k, j, d, &mut s.st, &mut mx), 1 2 3 4 5 6 7 8 9 10 11)
     }
     let mut m = [0.0f32; ROWS];
     // SAFETY: m holds two vectors.
@@ -159,20 +157,7 @@ unsafe fn block(b: &Block, s: &mut Scratch) {
         let w = (dv - c0).div_ceil(passes - p);
         // SAFETY: value columns c0..c0 + w exist, and the destination rows are ours.
         unsafe {
-            match w {
-                12 => values::<12>(&s.st, v, sk, c0, out, rows, &inv),
-                11 => values::<11>(&s.st, v, sk, c0, out, rows, &inv),
-                10 => values::<10>(&s.st, v, sk, c0, out, rows, &inv),
-                9 => values::<9>(&s.st, v, sk, c0, out, rows, &inv),
-                8 => values::<8>(&s.st, v, sk, c0, out, rows, &inv),
-                7 => values::<7>(&s.st, v, sk, c0, out, rows, &inv),
-                6 => values::<6>(&s.st, v, sk, c0, out, rows, &inv),
-                5 => values::<5>(&s.st, v, sk, c0, out, rows, &inv),
-                4 => values::<4>(&s.st, v, sk, c0, out, rows, &inv),
-                3 => values::<3>(&s.st, v, sk, c0, out, rows, &inv),
-                2 => values::<2>(&s.st, v, sk, c0, out, rows, &inv),
-                _ => values::<1>(&s.st, v, sk, c0, out, rows, &inv),
-            }
+            by_width!(w, values(&s.st, v, sk, c0, out, rows, &inv), 1 2 3 4 5 6 7 8 9 10 11 12)
         }
         c0 += w;
     }

@@ -2,8 +2,8 @@
 //! index fed to a `gather` (token ids into an embedding table) inside the gathered axis.
 
 use crate::error::{Result, RuntimeError};
-use crate::tensor::{Tensor, TensorData};
-use sd_mil::Function;
+use crate::tensor::{HostDType, Tensor, TensorData};
+use sd_mil::{DType, Function};
 use std::collections::HashMap;
 
 /// For each function input that reaches a `gather`'s `indices` (directly or through `cast`,
@@ -129,4 +129,39 @@ pub(crate) fn non_finite(t: &Tensor) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Checks one input against its feature: shape, element type, element count, then values
+/// ([`check_values`], with `bound` the table size when the input indexes a gather).
+pub(crate) fn check_input(
+    feat: &sd_mil::FeatureDescription,
+    t: &Tensor,
+    bound: Option<usize>,
+) -> Result<()> {
+    if t.shape != feat.shape {
+        return Err(RuntimeError::InputShape {
+            name: feat.name.clone(),
+            got: t.shape.clone(),
+            expected: feat.shape.clone(),
+        });
+    }
+    let want = feat.dtype.dtype();
+    let ok = match t.dtype() {
+        HostDType::F32 | HostDType::F16 => want.is_float(),
+        HostDType::I32 => want == DType::I32,
+    };
+    if !ok {
+        return Err(RuntimeError::InputDType {
+            name: feat.name.clone(),
+            got: t.dtype().to_string(),
+            expected: want.to_string(),
+        });
+    }
+    if t.len() != t.shape.iter().product::<usize>() {
+        return Err(RuntimeError::Tensor {
+            name: feat.name.clone(),
+            reason: format!("{} elements for shape {:?}", t.len(), t.shape),
+        });
+    }
+    check_values(&feat.name, t, bound)
 }

@@ -26,6 +26,8 @@ pub mod allocator;
 pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda-engine")]
+pub mod cuda_engine;
 mod error;
 pub mod generic;
 mod input_check;

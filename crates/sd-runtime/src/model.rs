@@ -6,7 +6,7 @@ use crate::kernels::util::{from_vec, to_vec};
 use crate::kernels::{
     self, ConstEntry, ConstTensor, Ctx, In, KernelFn, Registry, Val, decompress, is_constexpr,
 };
-use crate::tensor::{HostDType, Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 use sd_mil::catalogue::{self, OpSpec, ParamKind};
 use sd_mil::{
     Binding, ConstValue, DType, FeatureDescription, Function, ModelDescription, TensorType,
@@ -477,32 +477,8 @@ impl<B: RtBackend> Model<B> {
     }
 
     fn check_input(&self, feat: &FeatureDescription, t: &Tensor) -> Result<()> {
-        if t.shape != feat.shape {
-            return Err(RuntimeError::InputShape {
-                name: feat.name.clone(),
-                got: t.shape.clone(),
-                expected: feat.shape.clone(),
-            });
-        }
-        let want = feat.dtype.dtype();
-        let ok = match t.dtype() {
-            HostDType::F32 | HostDType::F16 => want.is_float(),
-            HostDType::I32 => want == DType::I32,
-        };
-        if !ok {
-            return Err(RuntimeError::InputDType {
-                name: feat.name.clone(),
-                got: t.dtype().to_string(),
-                expected: want.to_string(),
-            });
-        }
-        if t.len() != t.shape.iter().product::<usize>() {
-            return Err(RuntimeError::Tensor {
-                name: feat.name.clone(),
-                reason: format!("{} elements for shape {:?}", t.len(), t.shape),
-            });
-        }
-        crate::input_check::check_values(&feat.name, t, self.index_bounds.get(&feat.name).copied())
+        let bound = self.index_bounds.get(&feat.name).copied();
+        crate::input_check::check_input(feat, t, bound)
     }
 
     /// Runs the model on named inputs (feature names as in the description) and returns

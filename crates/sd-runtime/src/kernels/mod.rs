@@ -9,14 +9,14 @@
 mod activation;
 pub mod const_tensor;
 pub mod constexpr;
-mod conv;
+pub(crate) mod conv;
 pub mod cpu;
 mod elementwise;
 mod gather;
 mod linalg;
 mod norm;
 mod reduce;
-mod shape;
+pub(crate) mod shape;
 pub(crate) mod util;
 
 pub use activation::{Activation, softmax as softmax_generic};

@@ -86,20 +86,25 @@ pub fn run(a: Args) -> Result<()> {
     sd_cli::prepare_output_folder(&a.output_path)?;
     match a.models.device {
         crate::run::Device::Cpu => {
-            let mut o = a.models.pipeline_options(&models)?;
+            let mut o = a.models.pipeline_options::<sd_runtime::Cpu>(&models)?;
             o.reduce_memory = a.reduce_memory;
-            generate_with::<sd_runtime::Cpu>(&a, &models, o, &request)
+            generate_with(&a, &models, o, &request)
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
-            let mut o = a.models.pipeline_options(&models)?;
+            let mut o = a.models.pipeline_options::<sd_runtime::Cpu>(&models)?;
             o.reduce_memory = a.reduce_memory;
-            generate_with::<sd_runtime::Cuda>(&a, &models, o, &request)
+            o.engine = sd_runtime::pipeline::Engine::Cuda { gpu: 0 };
+            generate_with(&a, &models, o, &request)
         }
-        #[cfg(not(feature = "cuda"))]
-        crate::run::Device::Cuda => bail!(
-            "this `sd` was built without CUDA support: rebuild it with `--features cuda` to use `--device cuda`"
-        ),
+        #[cfg(feature = "cuda-burn")]
+        crate::run::Device::CudaBurn => {
+            let mut o = a.models.pipeline_options::<sd_runtime::Cuda>(&models)?;
+            o.reduce_memory = a.reduce_memory;
+            generate_with(&a, &models, o, &request)
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(crate::run::not_built(other)),
     }
 }
 

@@ -31,7 +31,8 @@ pub struct ModelArgs {
     /// A folder with the CLIP tokenizer (vocab.json, merges.txt) when the resource folder has none.
     #[arg(long, value_name = "DIR")]
     pub tokenizer: Option<PathBuf>,
-    /// Where the models run: cpu, or cuda (needs `sd` built with `--features cuda`).
+    /// Where the models run: cpu, cuda (the native CUDA engine; needs `sd` built with
+    /// `--features cuda`) or cuda-burn (burn's CUDA backend; `--features cuda-burn`).
     #[arg(long, value_enum, default_value_t = crate::run::Device::Cpu)]
     pub device: crate::run::Device,
     /// fp16 (the models' own precision, as Core ML) or fp32.

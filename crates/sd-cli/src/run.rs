@@ -1,11 +1,11 @@
-//! `sd run PACKAGE --input in.safetensors --output out.safetensors [--fp32] [--device cpu|cuda]
+//! `sd run PACKAGE --input in.safetensors --output out.safetensors [--fp32] [--device cpu|cuda|cuda-burn]
 //! [--reference ref.safetensors]`: runs a package on named tensors and writes its outputs.
 //!
 //! Tensor names are feature names; Apple's `in.`/`out.` prefixes (as in the reference files)
 //! are accepted and stripped.
 
 use anyhow::{Context, Result};
-use sd_runtime::{Model, Precision, RtBackend, Tensor, psnr};
+use sd_runtime::{Model, Precision, Predictor, Tensor, psnr};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,7 +24,8 @@ pub struct Args {
     /// Compute everything in fp32 instead of the program's precision.
     #[arg(long)]
     fp32: bool,
-    /// Where the kernels run: `cpu`, or `cuda` (GPU 0; needs `sd` built with `--features cuda`).
+    /// Where the kernels run: `cpu`, `cuda` (GPU 0 on the native CUDA engine; needs `sd` built
+    /// with `--features cuda`) or `cuda-burn` (burn's CUDA backend; `--features cuda-burn`).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     device: Device,
     /// Reference outputs (safetensors): prints the PSNR of each output against them.
@@ -32,13 +33,27 @@ pub struct Args {
     reference: Option<PathBuf>,
 }
 
-/// The device of `sd run --device`.
+/// The device of `--device`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
     /// burn-ndarray on the CPU.
     Cpu,
-    /// burn-cuda on the first NVIDIA GPU (builds with the `cuda` feature).
+    /// The native CUDA engine on the first NVIDIA GPU (builds with the `cuda` feature).
     Cuda,
+    /// burn-cuda on the first NVIDIA GPU (builds with the `cuda-burn` feature).
+    CudaBurn,
+}
+
+/// The error for a device this build lacks.
+pub fn not_built(device: Device) -> anyhow::Error {
+    let (flag, feature) = match device {
+        Device::CudaBurn => ("cuda-burn", "cuda-burn"),
+        _ => ("cuda", "cuda"),
+    };
+    anyhow::anyhow!(
+        "this `sd` was built without `--device {flag}`: rebuild it with `--features {feature}` \
+         (`cargo build --release -p sd-cli --features {feature}`)"
+    )
 }
 
 fn strip(name: &str, prefix: &str) -> String {
@@ -54,26 +69,25 @@ pub fn run(args: Args) -> Result<()> {
     };
     let t0 = Instant::now();
     let loading = || format!("loading {}", args.package.display());
-    match args.device {
-        Device::Cpu => {
-            let model = Model::load_cpu(&args.package, precision).with_context(loading)?;
-            predict_and_write(&args, model, t0)
-        }
+    let model: Box<dyn Predictor> = match args.device {
+        Device::Cpu => Box::new(Model::load_cpu(&args.package, precision).with_context(loading)?),
         #[cfg(feature = "cuda")]
-        Device::Cuda => {
-            let model = Model::load_cuda(&args.package, precision).with_context(loading)?;
-            predict_and_write(&args, model, t0)
-        }
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda => anyhow::bail!(
-            "this `sd` was built without CUDA support: rebuild it with `--features cuda` \
-             (`cargo build --release -p sd-cli --features cuda`) to use `--device cuda`"
+        Device::Cuda => Box::new(
+            sd_runtime::cuda_engine::CudaEngine::load(&args.package, 0, precision)
+                .with_context(loading)?,
         ),
-    }
+        #[cfg(feature = "cuda-burn")]
+        Device::CudaBurn => {
+            Box::new(Model::load_cuda(&args.package, precision).with_context(loading)?)
+        }
+        #[allow(unreachable_patterns)]
+        other => return Err(not_built(other)),
+    };
+    predict_and_write(&args, model.as_ref(), t0)
 }
 
 /// Reads the inputs, predicts, writes the outputs and prints PSNRs against the reference.
-fn predict_and_write<B: RtBackend>(args: &Args, model: Model<B>, t0: Instant) -> Result<()> {
+fn predict_and_write(args: &Args, model: &dyn Predictor, t0: Instant) -> Result<()> {
     let load = t0.elapsed();
     let wanted: Vec<String> = model
         .description()

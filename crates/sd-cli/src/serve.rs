@@ -96,12 +96,16 @@ pub fn run(a: Args) -> Result<()> {
         }
         #[cfg(feature = "cuda")]
         crate::run::Device::Cuda => {
+            let mut o = a.models.pipeline_options::<sd_runtime::Cpu>(&models)?;
+            o.engine = sd_runtime::pipeline::Engine::Cuda { gpu: 0 };
+            start::<sd_runtime::Cpu>(folder, o, engine_options)?
+        }
+        #[cfg(feature = "cuda-burn")]
+        crate::run::Device::CudaBurn => {
             start::<sd_runtime::Cuda>(folder, a.models.pipeline_options(&models)?, engine_options)?
         }
-        #[cfg(not(feature = "cuda"))]
-        crate::run::Device::Cuda => bail!(
-            "this `sd` was built without CUDA support: rebuild it with `--features cuda` to use `--device cuda`"
-        ),
+        #[allow(unreachable_patterns)]
+        other => return Err(crate::run::not_built(other)),
     };
     let info = engine.info().clone();
     let options = ServeOptions {

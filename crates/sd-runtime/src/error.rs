@@ -14,6 +14,12 @@ pub enum RuntimeError {
         #[source]
         source: sd_mil::MilError,
     },
+    /// The GPU or its libraries failed (the CUDA engine: driver, cuBLAS, cuDNN, NVRTC).
+    #[error("GPU: {reason}")]
+    Gpu {
+        /// What went wrong.
+        reason: String,
+    },
     /// The program has no `main` function.
     #[error("the program has no `main` function")]
     NoMain,

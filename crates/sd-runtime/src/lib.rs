@@ -35,6 +35,7 @@ pub mod kernels;
 mod model;
 pub mod passes;
 pub mod pipeline;
+mod predictor;
 mod psnr;
 mod tensor;
 
@@ -43,5 +44,6 @@ pub use backend::{Cpu, RtBackend};
 pub use cuda::{Cuda, CudaDevice, CudaUnfused};
 pub use error::{Result, RuntimeError};
 pub use model::{LoadOptions, Model, Precision, Produced};
+pub use predictor::Predictor;
 pub use psnr::psnr;
 pub use tensor::{HostDType, Tensor, TensorData};

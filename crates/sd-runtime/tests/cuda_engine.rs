@@ -273,3 +273,69 @@ fn engine_bisect() {
     }
     println!("{} values compared", values.len());
 }
+
+/// The repository root (`SD_REPO` on a machine where the tests were not built).
+fn repo() -> std::path::PathBuf {
+    std::env::var_os("SD_REPO")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// Text-to-image on Apple's tiny packages with every model on the CUDA engine: the image
+/// against diffusers' float32 run (`fixtures/pipelines/pndm.safetensors`) and against the
+/// same pipeline on the CPU, ≥ 35 dB each, in both precisions.
+#[test]
+fn engine_pipeline_matches_diffusers_and_the_cpu() {
+    use sd_runtime::pipeline::{Control, Engine, GenerationRequest, Pipeline, PipelineOptions};
+    let root = repo();
+    let config = std::fs::read_to_string(
+        root.join("fixtures/models/sd1-tiny/scheduler/scheduler_config.json"),
+    )
+    .unwrap();
+    let want: HashMap<String, Vec<f32>> =
+        Tensor::read_safetensors(root.join("fixtures/pipelines/pndm.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_f32_vec()))
+            .collect();
+    let mut r = GenerationRequest::new("a photo of an astronaut riding a horse on mars");
+    r.negative_prompt = "blurry, low quality, watermark".into();
+    r.seed = 93;
+    r.steps = 20;
+    r.guidance_scale = 7.5;
+    r.scheduler = sd_runtime::pipeline::SchedulerKind::Pndm;
+    r.rng = sd_sched::RngKind::Torch;
+    let image = |precision: Precision, engine: Engine| -> Vec<f32> {
+        let mut o = PipelineOptions::<sd_runtime::Cpu>::new(precision, Default::default());
+        o.tokenizer = Some(root.join("fixtures/models/sd1-tiny/tokenizer"));
+        o.scheduler_config = Some(sd_sched::SchedulerConfig::from_json(&config).unwrap());
+        o.engine = engine;
+        let mut pipe = Pipeline::load(fixtures().join("packages/split_einsum"), o).unwrap();
+        let t = Instant::now();
+        let out = pipe.generate(&r, &mut |_| Control::Continue).unwrap();
+        println!(
+            "{precision:?} {engine:?}: generated in {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        out.images[0]
+            .image
+            .as_ref()
+            .unwrap()
+            .data
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
+    };
+    for precision in [Precision::Fp32, Precision::Program] {
+        let gpu = image(precision, Engine::Cuda { gpu: 0 });
+        let cpu = image(precision, Engine::Backend);
+        let (vs_diffusers, vs_cpu) = (psnr(&gpu, &want["image"]), psnr(&gpu, &cpu));
+        println!(
+            "{precision:?}: image {vs_diffusers:.2} dB against diffusers, {vs_cpu:.2} dB against the CPU"
+        );
+        assert!(
+            vs_diffusers >= 35.0 && vs_cpu >= 35.0,
+            "{precision:?}: {vs_diffusers:.2} / {vs_cpu:.2} dB"
+        );
+    }
+}

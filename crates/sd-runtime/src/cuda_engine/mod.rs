@@ -41,9 +41,8 @@
 //! `SD_CUDA_GRAPH=0` issues the launches one by one instead of replaying a graph;
 //! `SD_CUDA_SYNC=1` (with `SD_CUDA_GRAPH=0`) synchronises after every launch so a fault names
 //! its op; `SD_CUDA_KEEP_VALUES=1` gives every value its own memory so
-//! [`CudaEngine::value`] can read any of them after a prediction; `SD_CUDA_FLASH=1` runs
-//! unmasked fp16 attention on the fused flash kernel (experimental) instead of
-//! GEMM → softmax → GEMM.
+//! [`CudaEngine::value`] can read any of them after a prediction; `SD_CUDA_FLASH=0` runs
+//! unmasked fp16 attention as GEMM → softmax → GEMM instead of the fused flash kernel.
 
 mod device;
 mod flash_attention;
@@ -472,6 +471,7 @@ impl CudaEngine {
         if !self.debug.keep_values {
             return Ok(None);
         }
+        let _run = self.run.lock().unwrap_or_else(|p| p.into_inner());
         let Some(r) = self.values.get(name) else {
             return Ok(None);
         };
@@ -562,5 +562,67 @@ fn decode_output(bytes: &[u8], dt: Dt, shape: Vec<usize>) -> Tensor {
                 .collect(),
         ),
         Dt::U8 => Tensor::f32(shape, bytes.iter().map(|b| *b as f32).collect()),
+    }
+}
+
+// SAFETY: the raw handles (cuDNN descriptors, the graph, kernel parameters) are only used
+// while the engine's `run` lock is held, so one thread at a time drives the GPU through them.
+unsafe impl Send for CudaEngine {}
+unsafe impl Sync for CudaEngine {}
+
+impl From<EngineError> for RuntimeError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Runtime(r) => r,
+            EngineError::Cuda(reason) => RuntimeError::Gpu { reason },
+            EngineError::Unsupported {
+                op,
+                op_type,
+                reason,
+            } => RuntimeError::Kernel {
+                op,
+                op_type,
+                reason: format!("on the CUDA engine: {reason}"),
+            },
+            EngineError::Launch {
+                op,
+                op_type,
+                reason,
+            } => RuntimeError::Kernel {
+                op,
+                op_type,
+                reason,
+            },
+        }
+    }
+}
+
+impl crate::Predictor for CudaEngine {
+    fn description(&self) -> &ModelDescription {
+        &self.description
+    }
+
+    fn predict(&self, inputs: &HashMap<String, Tensor>) -> crate::Result<HashMap<String, Tensor>> {
+        Ok(CudaEngine::predict(self, inputs)?)
+    }
+
+    /// [`CudaEngine::predict`]; an output holding NaN or infinity is an error. The engine
+    /// keeps no per-op values, so the error cannot name the op that produced it.
+    fn predict_checked(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+    ) -> crate::Result<HashMap<String, Tensor>> {
+        let out = CudaEngine::predict(self, inputs)?;
+        for (feat, _) in &self.outputs {
+            if let Some(what) = out.get(&feat.name).and_then(crate::input_check::non_finite) {
+                return Err(RuntimeError::NonFiniteOutput {
+                    output: feat.name.clone(),
+                    what,
+                    op: "(not located on the CUDA engine)".into(),
+                    op_type: "-".into(),
+                });
+            }
+        }
+        Ok(out)
     }
 }

@@ -5,21 +5,21 @@
 //! ControlNets alike.
 
 use super::error::{PipelineError, Result};
-use crate::{Model, RtBackend, Tensor};
+use crate::{Predictor, Tensor};
 use std::collections::HashMap;
 
 /// One batch entry's values, by input or output name, without the batch dimension.
 pub type Row = HashMap<String, Vec<f32>>;
 
 /// A model as its stages: one package, or a chunked UNet's two.
-pub struct Staged<B: RtBackend> {
+pub struct Staged {
     /// What the model is, for messages ("UNet", "ControlNet `canny`").
     pub label: String,
-    /// The packages in run order.
-    pub stages: Vec<Model<B>>,
+    /// The packages in run order (on the burn backend or the CUDA engine).
+    pub stages: Vec<Box<dyn Predictor>>,
 }
 
-impl<B: RtBackend> Staged<B> {
+impl Staged {
     /// The batch size the first stage declares (dim 0 of its first input).
     pub fn batch(&self) -> usize {
         self.first_input_shape(None)

@@ -589,7 +589,7 @@ impl<B: RtBackend> Pipeline<B> {
 }
 
 /// `(H, W)` of a 4-D output `name` of the model's last stage.
-fn output_hw<B: RtBackend>(model: &Staged<B>, name: &str) -> Result<(usize, usize)> {
+fn output_hw(model: &Staged, name: &str) -> Result<(usize, usize)> {
     let s = model
         .stages
         .last()

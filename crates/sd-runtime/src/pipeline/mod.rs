@@ -75,6 +75,22 @@ pub struct PipelineOptions<B: RtBackend = Cpu> {
     pub scheduler_config: Option<SchedulerConfig>,
     /// The VAE latent scale; `None` reads `vae/config.json` in the folder or uses 0.18215.
     pub vae_scaling_factor: Option<f32>,
+    /// What runs the models: the burn backend `B` on `device`, or the CUDA engine.
+    pub engine: Engine,
+}
+
+/// What runs a pipeline's models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// [`Model`] on the pipeline's burn backend.
+    #[default]
+    Backend,
+    /// The native CUDA engine on GPU `gpu` (`cuda_engine::CudaEngine`; builds without the
+    /// `cuda-engine` feature fail to load with an error saying so).
+    Cuda {
+        /// GPU index.
+        gpu: usize,
+    },
 }
 
 impl Default for PipelineOptions<Cpu> {
@@ -93,6 +109,7 @@ impl<B: RtBackend> PipelineOptions<B> {
             tokenizer: None,
             scheduler_config: None,
             vae_scaling_factor: None,
+            engine: Engine::Backend,
         }
     }
 }
@@ -128,10 +145,10 @@ pub struct Pipeline<B: RtBackend = Cpu> {
     tokenizer: ClipTokenizer,
     scheduler_config: SchedulerConfig,
     vae_scaling_factor: f32,
-    loaded: HashMap<Part, Staged<B>>,
+    loaded: HashMap<Part, Staged>,
     /// Loaded ControlNets by package path (names are matched loosely, so two spellings of one
     /// name share one model).
-    controlnets: HashMap<PathBuf, Staged<B>>,
+    controlnets: HashMap<PathBuf, Staged>,
 }
 
 impl<B: RtBackend> Pipeline<B> {
@@ -242,16 +259,33 @@ impl<B: RtBackend> Pipeline<B> {
         }
     }
 
-    fn load_staged(&self, label: &str, paths: &[PathBuf]) -> Result<Staged<B>> {
-        let mut stages = Vec::new();
+    fn load_staged(&self, label: &str, paths: &[PathBuf]) -> Result<Staged> {
+        let mut stages: Vec<Box<dyn crate::Predictor>> = Vec::new();
         for path in paths {
-            let opts = LoadOptions::new(self.options.precision, self.options.device.clone());
-            let model = Model::load(path, opts).map_err(|source| PipelineError::Load {
+            let fail = |source| PipelineError::Load {
                 model: label.to_string(),
                 path: path.clone(),
                 source: Box::new(source),
-            })?;
-            stages.push(model);
+            };
+            let precision = self.options.precision;
+            match self.options.engine {
+                Engine::Backend => {
+                    let opts = LoadOptions::new(precision, self.options.device.clone());
+                    stages.push(Box::new(Model::<B>::load(path, opts).map_err(fail)?));
+                }
+                #[cfg(feature = "cuda-engine")]
+                Engine::Cuda { gpu } => {
+                    let e = crate::cuda_engine::CudaEngine::load(path, gpu, precision)
+                        .map_err(|e| fail(e.into()))?;
+                    stages.push(Box::new(e));
+                }
+                #[cfg(not(feature = "cuda-engine"))]
+                Engine::Cuda { .. } => {
+                    return Err(fail(crate::RuntimeError::Gpu {
+                        reason: "this build has no CUDA engine (feature `cuda-engine`)".into(),
+                    }));
+                }
+            }
         }
         Ok(Staged {
             label: label.to_string(),
@@ -281,7 +315,7 @@ impl<B: RtBackend> Pipeline<B> {
     }
 
     /// The loaded model `part` (after [`Pipeline::ensure`]).
-    fn model(&self, part: Part) -> &Staged<B> {
+    fn model(&self, part: Part) -> &Staged {
         &self.loaded[&part]
     }
 

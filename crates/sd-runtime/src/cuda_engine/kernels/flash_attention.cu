@@ -5,35 +5,50 @@
 //   o[b,h,i,:] = sum_t softmax_t(scale * <q[b,h,i,:], k[b,h,t,:]>) * v[b,h,t,:]      (no mask)
 //
 // Entry point: sd_flash_attention_f16 (signature below). Strides are in elements, not bytes, and may be
-// anything (the two common layouts, "split einsum" and plain [B,H,S,d], get vectorised loads).
+// anything; the fast (cp.async) copies need the unit-stride dimension of K (k_sj == 1) and of V
+// (v_si == 1 or v_sj == 1) with the other stride and the base a multiple of 8 halves (16 bytes), which
+// both common layouts meet: "split einsum" (q_si = 1, q_sj = sq; k_si = heads * d, k_sj = 1; v_si = 1,
+// v_sj = sk; o_si = 1, o_sj = sq) and plain [B,H,S,d] (all *_sj = 1). Other strides take a slower
+// element-wise path inside the key loop but give the same result.
 //
 // LAUNCH RULE (the Rust side, cuda_engine/flash_attention.rs, mirrors it):
 //   grid  = (ceil(sq / SD_FA_BLOCK_Q), heads, batch)
 //   block = (SD_FA_THREADS, 1, 1)
-//   dynamic shared memory, in bytes, with dp = round_up(d, 16), dvp = round_up(dv, 16):
-//     shared_bytes(d, dv) = 256 * dp + 144 * min(dvp, SD_FA_DV_CHUNK) + 3072
-//   (= 2 bytes * [ Q tile 64 x (dp + 8) + K tile 64 x (dp + 8) + V tile max(dvc x 72, 64 x (dvc + 8)) ],
-//    dvc <= min(dvp, SD_FA_DV_CHUNK) being the value columns handled per pass, see below.)
-//   Supported: 1 <= d <= SD_FA_MAX_D (256), 1 <= dv <= SD_FA_MAX_D (256); any sq >= 1, sk >= 1,
-//   heads >= 1, batch >= 1 (grid limits: heads and batch <= 65535). Outside that range the kernel
-//   writes nothing.
-//   Examples: d = dv = 40: 22272 B; d = dv = 64: 28672 B; d = dv = 80: 34816 B; d = dv = 160: 62464 B;
-//   d = dv = 256: 87040 B (the largest, under the 99 KB per-block limit of every sm_8x/sm_90 part).
-//   Above 48 KB (49152 B) the host must first raise cudaFuncAttributeMaxDynamicSharedMemorySize:
-//   that happens for d = dv >= 128 (128: 54272 B, 160: 62464 B); d = dv <= 112 stays under 48 KB.
+//   dynamic shared memory, in bytes, with dp = round_up(d, 16) and dvp = round_up(dv, 16):
+//     shared_bytes(d, dv) = 384 * dp + 288 * min(dvp, SD_FA_DV_CHUNK) + 5120
+//   = 2 bytes * [ Q tile 64 x (dp + 8)  +  2 stages x ( K tile 64 x (dp + 8)  +  V slot 72 x dvc + 512 ) ]
+//   with dvc = min(dvp, SD_FA_DV_CHUNK) (the V slot holds vt[dvc][72] or vr[64][dvc + 8]). No static
+//   shared memory.
+//   Supported: 1 <= d <= SD_FA_MAX_D (256) and 1 <= dv <= SD_FA_MAX_D (256), d != dv allowed; any
+//   sq >= 1, sk >= 1, heads >= 1, batch >= 1 (heads, batch <= 65535: grid limits). With anything
+//   outside that the kernel returns without writing.
+//   Examples: d = dv = 8 or 16: 15872 B; 32: 26624 B; 40: 37376 B; 64: 48128 B; 80: 58880 B;
+//   96: 65024 B; 128: 77312 B; 160: 89600 B; 256: 126464 B (the largest).
+//   More than 48 KB (49152 B) needs cudaFuncAttributeMaxDynamicSharedMemorySize
+//   (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) raised to shared_bytes first: not for
+//   d = dv <= 64 (SD 2's 64 included), yes for d = dv >= 80 (SD 1.x's 80 and 160). Every d <= 176
+//   (any dv) stays within 95744 B < 99 KB; beyond that (d = dv = 192: 101888 B) it needs more than
+//   99 KB, which sm_80 (163 KB) and sm_90 (227 KB) allow but sm_86/sm_89 (99 KB) do not.
+//   Resources: 128 registers per thread (__launch_bounds__(SD_FA_THREADS, 4): 4 blocks per SM).
 //
-// Design: one block of 4 warps owns SD_FA_BLOCK_Q = 64 query rows (16 per warp); it walks the keys in
-// tiles of SD_FA_BLOCK_K = 64. Per key tile, K and V are copied to shared memory by the whole block;
-// each warp computes its 16 x 64 score tile S = Q K^T in fp32 registers (mma.sync), does the online
-// softmax on it in registers (exp2 with scale * log2(e) folded in, running max and sum in fp32),
-// converts P to fp16 straight into the A fragments of the next mma (the C layout of two adjacent
-// 16 x 8 score tiles is the A layout of one 16 x 16 tile) and accumulates O += P V in fp32 registers.
-// At the end O is divided by the row sum, staged through shared memory as fp16 and written out
-// coalesced. The value dimension is processed in passes of at most SD_FA_DV_CHUNK = 128 columns
-// (dv <= 128: one pass; 128 < dv <= 256: two equal passes, each recomputing the scores), which keeps
-// the register accumulator of O at most 16 x 128 per warp for every dv.
-// Head dims are padded with zeros to a multiple of 16 in shared memory; out-of-range keys get -inf
-// scores, out-of-range query rows are computed on zeros and not written.
+// Design (FlashAttention-2 forward): a block of 4 warps owns SD_FA_BLOCK_Q = 64 query rows (16 per
+// warp) and walks the keys in tiles of SD_FA_BLOCK_K = 64, double-buffered: while tile it is used,
+// tile it + 1 is copied global -> shared by cp.async (16-byte chunks; plain loads for layouts that
+// do not allow them), one __syncthreads per tile. Each warp computes its 16 x 64 score tile
+// S = Q K^T with mma.sync (fp16 in, fp32 accumulate, ldmatrix fragments), does the online softmax
+// in registers (fp32 running max and sum, exp2 with scale * log2(e) folded into one FFMA), converts
+// P to fp16 straight into the A fragments of the P V product (the C layout of two adjacent 16 x 8
+// score tiles is the A layout of one 16 x 16 tile) and accumulates O += P V in fp32 registers,
+// rescaled by exp2(m_old - m_new) per tile. At the end O is divided by the row sum, staged through
+// shared memory as fp16 and written out coalesced (vectorised along whichever of o_si, o_sj is 1).
+// The value dimension goes in passes of at most SD_FA_DV_CHUNK = 80 columns (dv <= 80: one pass;
+// dv = 96..160: two; up to four for dv = 256), each pass recomputing the scores; this caps the O
+// accumulator at 16 x 80 per warp and so the registers for every dv. Head dims are padded with
+// zeros to a multiple of 16 in shared memory; keys past sk get p = 0 (neutral for the running max),
+// query rows past sq are computed on zeros and not written.
+// Shared-memory layouts: Q and K row-major [row][dp + 8]; V as vt[j][72] (keys contiguous) when
+// v_si == 1, else vr[t][dvc + 8] read through ldmatrix.trans; the +8 pads keep ldmatrix free of bank
+// conflicts.
 
 #include <cuda_fp16.h>
 
@@ -81,8 +96,9 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], unsigned a0, unsigned a
 
 // Two floats as one fp16x2 register: x in the low half (the lower column of an mma fragment).
 __device__ __forceinline__ unsigned pack_half2(float x, float y) {
-    __half2 h = __floats2half2_rn(x, y);
-    return *reinterpret_cast<unsigned*>(&h);
+    unsigned r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(y), "f"(x));  // first source -> upper half
+    return r;
 }
 
 __device__ __forceinline__ unsigned short half_bits(const __half* p) {
@@ -406,7 +422,7 @@ __device__ __noinline__ void attend(const __half* __restrict__ q, const __half* 
         v_nstep = 16 * 2;
     }
 
-    // Fast copies (copy_async) where the layout allows, the general load_tile otherwise.
+    // Fast copies (copy_async) where the layout allows, load_tile_scalar otherwise.
     const bool k_fast = k_sj == 1 && (k_si & 7) == 0 && aligned16(kb);
     const bool v_fast = v_t_major ? ((v_sj & 7) == 0 && aligned16(vb)) : (v_sj == 1 && (v_si & 7) == 0 && aligned16(vb));
     const CopyPlan k_plan = make_plan(dp);

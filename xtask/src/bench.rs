@@ -1,6 +1,7 @@
 //! `cargo xtask bench …`: benchmarks too large or too slow for criterion.
 
 mod compress;
+mod gpu;
 mod pipeline;
 mod rss;
 mod weights;
@@ -25,6 +26,10 @@ enum Bench {
     /// k-means palettization of one package by `sd compress` and by coremltools'
     /// `palettize_weights` in the same run: time, peak RSS, squared error per weight.
     Compress(compress::Args),
+    /// Prepare one GPU-machine call (CUDA engine builds, fixtures, diffusers wheel in
+    /// target/bench-gpu) for `xtask/bench/gpu/run.sh`: apple-tiny PSNR, pipelines, and full-size
+    /// UNet / VAE / text encoder / 20-step image timings beside PyTorch on the same card.
+    Gpu(gpu::Args),
 }
 
 /// Runs the chosen benchmark.
@@ -33,5 +38,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Bench::Weights(a) => weights::run(a),
         Bench::Pipeline(a) => pipeline::run(*a),
         Bench::Compress(a) => compress::run(a),
+        Bench::Gpu(a) => gpu::run(a),
     }
 }

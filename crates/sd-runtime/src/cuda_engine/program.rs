@@ -215,6 +215,26 @@ unsafe impl Sync for Resolved {}
 impl Program {
     /// Binds every address to its device pointer.
     pub fn resolve(&self, device: &Device, bases: &Bases) -> Result<Resolved, EngineError> {
+        // A kernel's dynamic shared memory above 48 KiB needs the function's limit raised
+        // first, to the largest any of its launches asks for (the attribute is per function).
+        let mut shared_max: std::collections::HashMap<&str, u32> = Default::default();
+        for l in &self.launches {
+            if let Launch::Kernel { name, shared, .. } = l {
+                let m = shared_max.entry(name).or_default();
+                *m = (*m).max(*shared);
+            }
+        }
+        for (name, shared) in shared_max {
+            if shared > 48 * 1024 {
+                device
+                    .function(name)?
+                    .set_attribute(
+                        cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        shared as i32,
+                    )
+                    .map_err(|e| EngineError::Cuda(format!("{name}: {shared} bytes of shared memory: {e:?}")))?;
+            }
+        }
         let mut ready = Vec::with_capacity(self.launches.len());
         for (i, l) in self.launches.iter().enumerate() {
             ready.push(match l {
@@ -226,13 +246,6 @@ impl Program {
                     args,
                 } => {
                     let f = device.function(name)?;
-                    if *shared > 48 * 1024 {
-                        f.set_attribute(
-                            cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                            *shared as i32,
-                        )
-                        .map_err(|e| EngineError::Cuda(format!("{name}: shared memory: {e:?}")))?;
-                    }
                     let mut storage: Vec<Vec<u64>> = args
                         .iter()
                         .map(|a| match a {

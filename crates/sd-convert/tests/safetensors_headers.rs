@@ -6,9 +6,11 @@ use sd_convert::ConvertError;
 use sd_convert::weights::WeightFile;
 use std::path::{Path, PathBuf};
 
-fn scratch() -> PathBuf {
+/// A fresh folder for one test (tests run in parallel, so each has its own).
+fn scratch(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-scratch/sd-convert/safetensors_headers");
+        .join("../../target/test-scratch/sd-convert/safetensors_headers")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -109,7 +111,7 @@ fn hostile() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn both_readers_accept_a_sound_file() {
-    let dir = scratch();
+    let dir = scratch("both_readers_accept_a_sound_file");
     let path = dir.join("good.safetensors");
     std::fs::write(&path, file(GOOD, &[0; 8])).unwrap();
     let weights = WeightFile::open(&path).unwrap();
@@ -124,7 +126,7 @@ fn both_readers_accept_a_sound_file() {
 
 #[test]
 fn both_readers_refuse_every_hostile_header_naming_the_file() {
-    let dir = scratch();
+    let dir = scratch("both_readers_refuse_every_hostile_header_naming_the_file");
     for (i, (what, bytes)) in hostile().into_iter().enumerate() {
         let path = dir.join(format!("case{i}.safetensors"));
         std::fs::write(&path, &bytes).unwrap();
@@ -148,7 +150,7 @@ fn both_readers_refuse_every_hostile_header_naming_the_file() {
 
 #[test]
 fn a_cut_file_names_the_first_tensor_missing_bytes() {
-    let dir = scratch();
+    let dir = scratch("a_cut_file_names_the_first_tensor_missing_bytes");
     let path = dir.join("cut.safetensors");
     std::fs::write(&path, file(GOOD, &[0; 6])).unwrap();
     let e = WeightFile::open(&path).unwrap_err();

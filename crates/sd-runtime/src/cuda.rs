@@ -1,5 +1,6 @@
 //! The CUDA backend (feature `cuda`): burn 0.21's CubeCL CUDA runtime with kernel fusion and
-//! autotune.
+//! autotune — the portable GPU fallback (`sd --device cuda-burn`). The native engine
+//! (`cuda_engine`, feature `cuda-engine`, `sd --device cuda`) is several times faster.
 //!
 //! Kernels are generated as C++ and compiled by NVRTC on the GPU machine at run time, and every
 //! CUDA library is loaded with `dlopen` when first used, so building needs no CUDA toolkit;

@@ -165,3 +165,19 @@ pub(crate) fn check_input(
     }
     check_values(&feat.name, t, bound)
 }
+
+/// Refuses an input that is none of the model's features (`features`: their names).
+pub(crate) fn known_inputs<'a>(
+    inputs: &HashMap<String, Tensor>,
+    features: impl Iterator<Item = &'a str> + Clone,
+) -> Result<()> {
+    for name in inputs.keys() {
+        if !features.clone().any(|f| f == name) {
+            return Err(RuntimeError::UnknownInput {
+                name: name.clone(),
+                expected: features.collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    Ok(())
+}

@@ -11,7 +11,10 @@
 //! entry to plug in a faster attention, conv, matmul or group norm) over the
 //! [`backend::RtBackend`] trait: burn's NdArray on the CPU ([`Cpu`]) and, with the `cuda` feature,
 //! burn-cuda on NVIDIA GPUs (`Cuda`, `Model::load_cuda`; how precision is honoured there: the
-//! `cuda` module).
+//! `cuda` module). The `cuda-engine` feature adds the native CUDA engine
+//! (`cuda_engine::CudaEngine`: fp16 storage, cuBLAS, cuDNN, NVRTC kernels, one memory plan
+//! and one CUDA graph per prediction). Both the [`Model`] and the engine are [`Predictor`]s,
+//! which is what the pipelines run (`pipeline::PipelineOptions::engine`).
 //!
 //! ```no_run
 //! use sd_runtime::{Model, Precision, Tensor};

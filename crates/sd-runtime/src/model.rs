@@ -553,20 +553,7 @@ impl<B: RtBackend> Model<B> {
         inputs: &HashMap<String, Tensor>,
         inspect: Option<&mut Inspector<'_, B>>,
     ) -> Result<HashMap<String, Tensor>> {
-        for name in inputs.keys() {
-            if !self.inputs.iter().any(|(f, _)| &f.name == name) {
-                let expected = self
-                    .inputs
-                    .iter()
-                    .map(|(f, _)| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(RuntimeError::UnknownInput {
-                    name: name.clone(),
-                    expected,
-                });
-            }
-        }
+        crate::input_check::known_inputs(inputs, self.inputs.iter().map(|(f, _)| f.name.as_str()))?;
         let mut slots: Vec<Option<Val<B>>> = vec![None; self.slots];
         for (feat, slot) in &self.inputs {
             let t = inputs

@@ -18,7 +18,7 @@ const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// Every kernel entry point the translator launches.
-const ENTRY_POINTS: &[&str] = &[
+pub(crate) const ENTRY_POINTS: &[&str] = &[
     "sd_binary",
     "sd_select",
     "sd_unary",
@@ -124,6 +124,11 @@ impl Device {
             arch: (major, minor),
             sms,
         })
+    }
+
+    /// What translation needs to know of this GPU.
+    pub(crate) fn info(&self) -> super::translate::DeviceInfo {
+        super::translate::DeviceInfo { sms: self.sms }
     }
 
     /// A compiled kernel by entry-point name.

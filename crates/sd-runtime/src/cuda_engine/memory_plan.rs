@@ -73,6 +73,42 @@ pub fn plan(buffers: &[Lifetime]) -> MemoryPlan {
     MemoryPlan { offsets, total }
 }
 
+/// Checks `p` against `buffers`: every offset aligned, inside the arena, and no two buffers
+/// alive at one step overlapping. Quadratic: for tests and translation checks.
+pub fn check(buffers: &[Lifetime], p: &MemoryPlan) -> Result<(), String> {
+    if p.offsets.len() != buffers.len() {
+        return Err(format!(
+            "{} offsets for {} buffers",
+            p.offsets.len(),
+            buffers.len()
+        ));
+    }
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by_key(|&i| buffers[i].first);
+    for (n, &i) in order.iter().enumerate() {
+        let (a, x) = (&buffers[i], p.offsets[i]);
+        if x % ALIGN != 0 || x + a.bytes > p.total {
+            return Err(format!(
+                "buffer {i} ({a:?}) at {x} in an arena of {}",
+                p.total
+            ));
+        }
+        // Later-starting buffers overlap in time only while they start before `a` ends.
+        for &j in order[n + 1..]
+            .iter()
+            .take_while(|&&j| buffers[j].first <= a.last)
+        {
+            let (b, y) = (&buffers[j], p.offsets[j]);
+            if a.overlaps_in_time(b) && x < y + b.bytes && y < x + a.bytes {
+                return Err(format!(
+                    "buffers {i} {a:?} at {x} and {j} {b:?} at {y} overlap"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every buffer in its own place (no reuse): for debugging, so every value stays readable.
 pub fn unshared(buffers: &[Lifetime]) -> MemoryPlan {
     let mut offsets = Vec::with_capacity(buffers.len());
@@ -92,21 +128,19 @@ mod tests {
         Lifetime { bytes, first, last }
     }
 
-    /// No two buffers alive at one step share a byte, and every offset is aligned.
     fn check(buffers: &[Lifetime], p: &MemoryPlan) {
-        for (i, a) in buffers.iter().enumerate() {
-            assert_eq!(p.offsets[i] % ALIGN, 0);
-            assert!(p.offsets[i] + a.bytes <= p.total);
-            for (j, b) in buffers.iter().enumerate().skip(i + 1) {
-                if a.overlaps_in_time(b) {
-                    let (x, y) = (p.offsets[i], p.offsets[j]);
-                    assert!(
-                        x + a.bytes <= y || y + b.bytes <= x,
-                        "buffers {i} and {j} overlap: {a:?}@{x}, {b:?}@{y}"
-                    );
-                }
-            }
-        }
+        super::check(buffers, p).unwrap();
+    }
+
+    #[test]
+    fn the_check_finds_an_overlap() {
+        let b = vec![lt(1000, 0, 5), lt(1000, 3, 8)];
+        let bad = MemoryPlan {
+            offsets: vec![0, 512],
+            total: 2048,
+        };
+        assert!(super::check(&b, &bad).is_err());
+        assert!(super::check(&b, &unshared(&b)).is_ok());
     }
 
     #[test]

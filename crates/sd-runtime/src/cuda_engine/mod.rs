@@ -44,6 +44,7 @@
 //! [`CudaEngine::value`] can read any of them after a prediction; `SD_CUDA_FLASH=0` runs
 //! unmasked fp16 attention as GEMM → softmax → GEMM instead of the fused flash kernel.
 
+mod cudnn_conv;
 mod device;
 mod flash_attention;
 pub mod memory_plan;
@@ -91,6 +92,78 @@ pub enum EngineError {
         /// What the library said.
         reason: String,
     },
+}
+
+/// What [`translate_package`] found: the program a [`CudaEngine`] would run, without a GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    /// Launches per prediction.
+    pub launches: usize,
+    /// The kernels of ours it launches (entry-point names), sorted, each once.
+    pub kernels: Vec<&'static str>,
+    /// cuBLAS GEMMs and cuDNN convolutions per prediction.
+    pub gemms: usize,
+    /// cuDNN convolutions per prediction.
+    pub convolutions: usize,
+    /// The planned activation arena and what the buffers would take unplanned, in bytes.
+    pub arena: usize,
+    /// What every value would take in its own buffer.
+    pub unplanned: usize,
+    /// Weights, in bytes.
+    pub weights: usize,
+    /// Executed ops by type (after the passes).
+    pub op_counts: HashMap<String, usize>,
+}
+
+/// Translates a package (`.mlpackage` or `.mlmodelc`) as [`CudaEngine::load`] would for a GPU
+/// with `sms` multiprocessors, without loading a CUDA library: an op the engine lacks fails
+/// here exactly as it would at load. Also checks the memory plan (no two buffers alive at once
+/// share a byte) and that every kernel launched is one the engine compiles.
+pub fn translate_package(
+    path: impl AsRef<Path>,
+    precision: Precision,
+    sms: u32,
+) -> Result<Translated, EngineError> {
+    let path = path.as_ref();
+    let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
+    crate::passes::run_all(&mut main);
+    let t = translate::translate(&main, &translate::DeviceInfo { sms }, precision)?;
+    let plan = memory_plan::plan(&t.buffers);
+    memory_plan::check(&t.buffers, &plan).map_err(EngineError::Cuda)?;
+    let mut kernels: Vec<&'static str> = Vec::new();
+    let (mut gemms, mut convolutions) = (0, 0);
+    for l in &t.program.launches {
+        match l {
+            program::Launch::Kernel { name, .. } => {
+                if !device::ENTRY_POINTS.contains(name) {
+                    return Err(EngineError::Cuda(format!(
+                        "kernel `{name}` is not compiled"
+                    )));
+                }
+                if !kernels.contains(name) {
+                    kernels.push(name);
+                }
+            }
+            program::Launch::Gemm(_) => gemms += 1,
+            program::Launch::Conv { .. } => convolutions += 1,
+            program::Launch::Copy { .. } => {}
+        }
+    }
+    kernels.sort_unstable();
+    Ok(Translated {
+        launches: t.program.launches.len(),
+        kernels,
+        gemms,
+        convolutions,
+        arena: plan.total,
+        unplanned: t.buffers.iter().map(|b| b.bytes).sum(),
+        weights: t.weights_bytes,
+        op_counts: t.op_counts,
+    })
 }
 
 /// Device memory of a loaded engine, in bytes.
@@ -164,7 +237,8 @@ impl CudaEngine {
     ) -> Result<Self, EngineError> {
         let started = std::time::Instant::now();
         let debug = Debug::from_env();
-        let t = translate::translate(f, &device, precision)?;
+        let t = translate::translate(f, &device.info(), precision)?;
+        let (convs, conv_workspace) = t.program.plan_convs(&device)?;
         let plan = if debug.keep_values {
             memory_plan::unshared(&t.buffers)
         } else {
@@ -175,7 +249,7 @@ impl CudaEngine {
             |n: usize, what: &'static str| stream.alloc_zeros::<u8>(n.max(256)).map_err(cuda(what));
         let arena = alloc(plan.total, "allocating the activation arena")?;
         let mut weights = alloc(t.weights_bytes, "allocating the weights")?;
-        let workspace_bytes = t.workspace_bytes.max(32 << 20);
+        let workspace_bytes = conv_workspace.max(32 << 20);
         let workspace = alloc(workspace_bytes, "allocating the library workspace")?;
         let stats = alloc(t.stats_bytes, "allocating scratch")?;
         for (offset, bytes) in &t.uploads {
@@ -207,7 +281,7 @@ impl CudaEngine {
                 return Err(EngineError::Cuda(format!("cuBLAS workspace: {st:?}")));
             }
         }
-        let resolved = t.program.resolve(&device, &bases)?;
+        let resolved = t.program.resolve(&device, &bases, convs)?;
         stream.synchronize().map_err(cuda("uploading weights"))?;
         let feature = |name: &str, list: &[FeatureDescription], r: &TRef| {
             list.iter()
@@ -310,21 +384,7 @@ impl CudaEngine {
         &self,
         inputs: &HashMap<String, Tensor>,
     ) -> Result<HashMap<String, Tensor>, EngineError> {
-        for name in inputs.keys() {
-            if !self.inputs.iter().any(|(f, _)| &f.name == name) {
-                let expected = self
-                    .inputs
-                    .iter()
-                    .map(|(f, _)| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(RuntimeError::UnknownInput {
-                    name: name.clone(),
-                    expected,
-                }
-                .into());
-            }
-        }
+        crate::input_check::known_inputs(inputs, self.inputs.iter().map(|(f, _)| f.name.as_str()))?;
         let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
         let stream = &self.device.stream;
         for (feat, r) in &self.inputs {
@@ -351,26 +411,30 @@ impl CudaEngine {
         })?;
         let mut out = HashMap::new();
         for (feat, r) in &self.outputs {
-            let mut bytes = vec![0u8; r.bytes()];
-            unsafe {
-                cudarc::driver::result::memcpy_dtoh_async(
-                    &mut bytes,
-                    self.address(r),
-                    stream.cu_stream(),
-                )
-            }
-            .map_err(cuda("copying an output from the GPU"))?;
-            stream
-                .synchronize()
-                .map_err(cuda("copying an output from the GPU"))?;
             let shape = if feat.shape.iter().product::<usize>() == r.len() {
                 feat.shape.clone()
             } else {
                 r.shape.clone()
             };
-            out.insert(feat.name.clone(), decode_output(&bytes, r.dt, shape));
+            out.insert(feat.name.clone(), self.read_back(r, shape)?);
         }
         Ok(out)
+    }
+
+    /// Copies a device tensor to the host (waiting for the stream) as a tensor of `shape`.
+    fn read_back(&self, r: &TRef, shape: Vec<usize>) -> Result<Tensor, EngineError> {
+        let mut bytes = vec![0u8; r.bytes()];
+        let stream = &self.device.stream;
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut bytes,
+                self.address(r),
+                stream.cu_stream(),
+            )
+        }
+        .map_err(cuda("copying from the GPU"))?;
+        stream.synchronize().map_err(cuda("copying from the GPU"))?;
+        Ok(decode_output(&bytes, r.dt, shape))
     }
 
     fn address(&self, r: &TRef) -> u64 {
@@ -452,7 +516,7 @@ impl CudaEngine {
                     format!("{} [{name}]", self.program.origin[i].1)
                 }
                 program::Launch::Gemm(_) => format!("{} [cuBLAS]", self.program.origin[i].1),
-                program::Launch::Conv(_) => format!("{} [cuDNN]", self.program.origin[i].1),
+                program::Launch::Conv { .. } => format!("{} [cuDNN]", self.program.origin[i].1),
                 program::Launch::Copy { .. } => format!("{} [copy]", self.program.origin[i].1),
             };
             let e = by.entry(kind).or_default();
@@ -475,20 +539,7 @@ impl CudaEngine {
         let Some(r) = self.values.get(name) else {
             return Ok(None);
         };
-        let mut bytes = vec![0u8; r.bytes()];
-        let stream = &self.device.stream;
-        unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(
-                &mut bytes,
-                self.address(r),
-                stream.cu_stream(),
-            )
-        }
-        .map_err(cuda("copying a value from the GPU"))?;
-        stream
-            .synchronize()
-            .map_err(cuda("copying a value from the GPU"))?;
-        Ok(Some(decode_output(&bytes, r.dt, r.shape.clone())))
+        self.read_back(r, r.shape.clone()).map(Some)
     }
 }
 

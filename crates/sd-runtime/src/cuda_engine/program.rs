@@ -5,9 +5,10 @@
 //! launches every time, eagerly or as one captured CUDA graph.
 
 use super::EngineError;
+use super::cudnn_conv::ConvPlan;
 use super::device::Device;
 use cudarc::cublas::{result as blas, sys as blas_sys};
-use cudarc::cudnn::{result as dnn, sys as dnn_sys};
+use cudarc::cudnn::result as dnn;
 use cudarc::driver::result as drv;
 use std::ffi::c_void;
 
@@ -79,9 +80,9 @@ impl KArg {
     }
 }
 
-/// Element type of a GEMM's operands (the accumulation is fp32 either way).
+/// Element type of a library call's operands (the accumulation is fp32 either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GemmType {
+pub enum Float {
     /// fp16 operands and result.
     F16,
     /// fp32 operands and result.
@@ -91,7 +92,7 @@ pub enum GemmType {
 /// A column-major strided batched GEMM, cuBLAS's convention: C = alpha·op(A)·op(B) + beta·C.
 #[derive(Debug, Clone)]
 pub struct Gemm {
-    pub ty: GemmType,
+    pub ty: Float,
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: usize,
@@ -111,29 +112,18 @@ pub struct Gemm {
     pub beta: f32,
 }
 
-/// A cuDNN convolution with its descriptors (owned: destroyed with the program).
-#[derive(Debug)]
-pub struct Conv {
-    pub x_desc: dnn_sys::cudnnTensorDescriptor_t,
-    pub w_desc: dnn_sys::cudnnFilterDescriptor_t,
-    pub y_desc: dnn_sys::cudnnTensorDescriptor_t,
-    pub conv_desc: dnn_sys::cudnnConvolutionDescriptor_t,
-    pub algo: dnn_sys::cudnnConvolutionFwdAlgo_t,
-    pub workspace: usize,
-    pub x: Addr,
-    pub w: Addr,
-    pub y: Addr,
-}
-
-impl Drop for Conv {
-    fn drop(&mut self) {
-        unsafe {
-            let _ = dnn::destroy_tensor_descriptor(self.x_desc);
-            let _ = dnn::destroy_filter_descriptor(self.w_desc);
-            let _ = dnn::destroy_tensor_descriptor(self.y_desc);
-            let _ = dnn::destroy_convolution_descriptor(self.conv_desc);
-        }
-    }
+/// A 2-D convolution (NCHW; a 1-D one has height 1), as cuDNN will run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub ty: Float,
+    pub x: [usize; 4],
+    pub w: [usize; 4],
+    pub y: [usize; 4],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// Symmetric padding per spatial axis.
+    pub pads: [usize; 2],
+    pub groups: usize,
 }
 
 /// One launch of the program.
@@ -150,7 +140,12 @@ pub enum Launch {
     /// A cuBLAS GEMM.
     Gemm(Gemm),
     /// A cuDNN convolution.
-    Conv(Conv),
+    Conv {
+        geometry: ConvGeometry,
+        x: Addr,
+        w: Addr,
+        y: Addr,
+    },
     /// A device-to-device copy of `bytes` bytes.
     Copy { dst: Addr, src: Addr, bytes: usize },
 }
@@ -205,6 +200,8 @@ enum Ready {
 /// The program bound to device addresses.
 pub struct Resolved {
     ready: Vec<Ready>,
+    /// The cuDNN state of each convolution, by `Ready::Conv`'s index.
+    convs: Vec<ConvPlan>,
     workspace: (u64, usize),
 }
 
@@ -213,8 +210,34 @@ unsafe impl Send for Resolved {}
 unsafe impl Sync for Resolved {}
 
 impl Program {
-    /// Binds every address to its device pointer.
-    pub fn resolve(&self, device: &Device, bases: &Bases) -> Result<Resolved, EngineError> {
+    /// The cuDNN plan of every convolution, in launch order, and the largest workspace any
+    /// of them needs.
+    pub fn plan_convs(&self, device: &Device) -> Result<(Vec<ConvPlan>, usize), EngineError> {
+        let mut plans = Vec::new();
+        for (i, l) in self.launches.iter().enumerate() {
+            if let Launch::Conv { geometry, .. } = l {
+                let plan = ConvPlan::new(device, geometry).map_err(|reason| {
+                    let (op, op_type) = self.origin[i].clone();
+                    EngineError::Launch {
+                        op,
+                        op_type,
+                        reason,
+                    }
+                })?;
+                plans.push(plan);
+            }
+        }
+        let workspace = plans.iter().map(|p| p.workspace).max().unwrap_or(0);
+        Ok((plans, workspace))
+    }
+
+    /// Binds every address to its device pointer; `convs` from [`Program::plan_convs`].
+    pub fn resolve(
+        &self,
+        device: &Device,
+        bases: &Bases,
+        convs: Vec<ConvPlan>,
+    ) -> Result<Resolved, EngineError> {
         // A kernel's dynamic shared memory above 48 KiB needs the function's limit raised
         // first, to the largest any of its launches asks for (the attribute is per function).
         let mut shared_max: std::collections::HashMap<&str, u32> = Default::default();
@@ -236,7 +259,8 @@ impl Program {
             }
         }
         let mut ready = Vec::with_capacity(self.launches.len());
-        for (i, l) in self.launches.iter().enumerate() {
+        let mut conv_index = 0;
+        for l in &self.launches {
             ready.push(match l {
                 Launch::Kernel {
                     name,
@@ -280,14 +304,27 @@ impl Program {
                 Launch::Gemm(g) => {
                     Ready::Gemm(g.clone(), [bases.ptr(g.a), bases.ptr(g.b), bases.ptr(g.c)])
                 }
-                Launch::Conv(c) => Ready::Conv(i, [bases.ptr(c.x), bases.ptr(c.w), bases.ptr(c.y)]),
+                Launch::Conv { x, w, y, .. } => {
+                    conv_index += 1;
+                    Ready::Conv(
+                        conv_index - 1,
+                        [bases.ptr(*x), bases.ptr(*w), bases.ptr(*y)],
+                    )
+                }
                 Launch::Copy { dst, src, bytes } => {
                     Ready::Copy(bases.ptr(*dst), bases.ptr(*src), *bytes)
                 }
             });
         }
+        if conv_index != convs.len() {
+            return Err(EngineError::Cuda(format!(
+                "{} convolution plans for {conv_index} convolutions",
+                convs.len()
+            )));
+        }
         Ok(Resolved {
             ready,
+            convs,
             workspace: (bases.workspace, bases.workspace_bytes),
         })
     }
@@ -361,9 +398,7 @@ impl Resolved {
                     gemm(device, g, *a, *b, *c).map_err(|e| fail(i, e))?;
                 }
                 Ready::Conv(idx, [x, w, y]) => {
-                    let Launch::Conv(c) = &program.launches[*idx] else {
-                        unreachable!("a Conv launch")
-                    };
+                    let c = &self.convs[*idx];
                     let (alpha, beta) = (1.0f32, 0.0f32);
                     unsafe {
                         dnn::convolution_forward(
@@ -441,11 +476,11 @@ fn gemm(device: &Device, g: &Gemm, a: u64, b: u64, c: u64) -> Result<(), String>
         }
     };
     let (dt, compute) = match g.ty {
-        GemmType::F16 => (
+        Float::F16 => (
             blas_sys::cudaDataType::CUDA_R_16F,
             blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
         ),
-        GemmType::F32 => (
+        Float::F32 => (
             blas_sys::cudaDataType::CUDA_R_32F,
             blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
         ),

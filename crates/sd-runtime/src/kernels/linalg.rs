@@ -13,6 +13,7 @@ pub(super) fn register<B: RtBackend>(r: &mut Registry<B>) {
     r.insert("einsum", einsum);
     r.insert("scaled_dot_product_attention", sdpa);
     r.insert(crate::passes::ATTENTION_OP, fused_attention);
+    r.insert(crate::passes::MATMUL_ATTENTION_OP, matmul_attention);
 }
 
 /// Batched matmul with numpy batch broadcasting; both operands of rank ≥ 2. Runs on the
@@ -381,6 +382,26 @@ fn fused_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
     let o = reshape::<B>(permute::<B>(o, &[0, 1, 3, 2]), &[b, heads * dvh, 1, sq]);
     let _ = axis;
     Ok(vec![c.val(o, 0)?])
+}
+
+/// The fused matmul attention (see `passes::matmul_attention`): q, k, v [.., positions,
+/// features], each possibly stored transposed (`q_t`, `k_t`, `v_t`), output likewise (`o_t`).
+fn matmul_attention<B: RtBackend>(c: &mut Ctx<'_, B>) -> KResult<Vec<Val<B>>> {
+    let scale = c.float("scale")?;
+    let mut flag = |p: &str| -> KResult<bool> { Ok(c.int(p)? != 0) };
+    let (q_t, k_t, v_t, o_t) = (flag("q_t")?, flag("k_t")?, flag("v_t")?, flag("o_t")?);
+    let (q, k, v) = (c.tensor("q")?, c.tensor("k")?, c.tensor("v")?);
+    let upright = |t: FloatTensor<B>, transposed: bool| {
+        if transposed { swap_last::<B>(t) } else { t }
+    };
+    let o = attention::<B>(
+        upright(q.t, q_t),
+        upright(k.t, k_t),
+        upright(v.t, v_t),
+        scale,
+        None,
+    )?;
+    Ok(vec![c.val(upright(o, o_t), 0)?])
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 mod common;
 pub mod group_norm;
+pub mod matmul_attention;
 pub mod quick_gelu;
 
 /// Op type of the fused group norm (x, groups, epsilon, gamma?, beta?).
@@ -15,6 +16,9 @@ pub const CONV_ACT_OP: &str = "sdrt_conv_act";
 pub const LINEAR_ACT_OP: &str = "sdrt_linear_act";
 /// Op type of the fused multi-head attention over (B, C, 1, S) operands (q, k, v, heads, scale).
 pub const ATTENTION_OP: &str = "sdrt_attention";
+/// Op type of the fused attention of matmul operands [.., positions, features] (q, k, v, scale,
+/// and q_t, k_t, v_t, o_t: which of them are stored transposed; see `matmul_attention`).
+pub const MATMUL_ATTENTION_OP: &str = "sdrt_matmul_attention";
 
 /// How many patterns each pass fused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +36,8 @@ pub struct Fused {
 /// Runs every pass in order; returns how many patterns each fused.
 pub fn run_all(f: &mut sd_mil::Function) -> Fused {
     let group_norms = group_norm::fuse_group_norm(f);
-    let attentions = attention::fuse_split_einsum_attention(f);
+    let attentions =
+        attention::fuse_split_einsum_attention(f) + matmul_attention::fuse_matmul_attention(f);
     let quick_gelus = quick_gelu::fuse_quick_gelu(f);
     let activations = activation::fuse_activations(f);
     sd_mil::graph::eliminate_dead_code(f);

@@ -3,12 +3,11 @@
 //! GEMM → softmax → GEMM in query chunks.
 
 use super::elementwise::{act_code, broadcast_strides};
-use super::{Builder, Dt, KArg, Op, TRef, WORKSPACE_LIMIT, axis};
+use super::{Builder, Dt, KArg, Op, TRef, axis};
 use crate::cuda_engine::flash_attention;
-use crate::cuda_engine::program::{Addr, Conv, Gemm, GemmType, Launch};
+use crate::cuda_engine::program::{Addr, ConvGeometry, Float, Gemm, Launch};
 use crate::kernels::Activation;
 use crate::kernels::conv::conv_padding;
-use cudarc::cudnn::{result as dnn, sys as dnn_sys};
 
 pub(super) fn translate(
     b: &mut Builder<'_>,
@@ -20,6 +19,7 @@ pub(super) fn translate(
         "matmul" => matmul(b, o),
         "conv" | crate::passes::CONV_ACT_OP => conv(b, o),
         crate::passes::ATTENTION_OP => fused_attention(b, o),
+        crate::passes::MATMUL_ATTENTION_OP => matmul_attention(b, o),
         "scaled_dot_product_attention" => sdpa(b, o),
         _ => return None,
     })
@@ -45,10 +45,10 @@ impl View {
     }
 }
 
-fn gemm_type(dt: Dt) -> Result<GemmType, String> {
+fn gemm_type(dt: Dt) -> Result<Float, String> {
     match dt {
-        Dt::F16 => Ok(GemmType::F16),
-        Dt::F32 => Ok(GemmType::F32),
+        Dt::F16 => Ok(Float::F16),
+        Dt::F32 => Ok(Float::F32),
         d => Err(format!("matrix product of {d:?} values")),
     }
 }
@@ -399,123 +399,25 @@ fn conv(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
             0.0,
         )?;
     } else {
-        // Filled in place: `Conv` owns its descriptors (destroyed on drop), so no copy of it
-        // may be made.
-        let mut c = cudnn_conv(
-            b,
-            x.dt,
-            xd,
-            wd,
-            yd,
+        let geometry = ConvGeometry {
+            ty: gemm_type(x.dt)?,
+            x: xd,
+            w: wd,
+            y: yd,
             strides,
-            dil,
-            [pads[0].0, pads[1].0],
+            dilations: dil,
+            pads: [pads[0].0, pads[1].0],
             groups,
-        )?;
-        (c.x, c.w, c.y) = (x.addr, w.addr, out.addr);
-        b.push(Launch::Conv(c));
+        };
+        b.push(Launch::Conv {
+            geometry,
+            x: x.addr,
+            w: w.addr,
+            y: out.addr,
+        });
     }
     emit_bias_act(b, &out, bias.as_ref(), cout, plane, act);
     Ok(vec![out])
-}
-
-/// Descriptors and algorithm of one cuDNN convolution (addresses left null).
-#[allow(clippy::too_many_arguments)]
-fn cudnn_conv(
-    b: &mut Builder<'_>,
-    dt: Dt,
-    x: [usize; 4],
-    w: [usize; 4],
-    y: [usize; 4],
-    strides: [usize; 2],
-    dil: [usize; 2],
-    pads: [usize; 2],
-    groups: usize,
-) -> Result<Conv, String> {
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |err: cudarc::cudnn::CudnnError| format!("cuDNN {what}: {err:?}")
-    };
-    let data = match dt {
-        Dt::F16 => dnn_sys::cudnnDataType_t::CUDNN_DATA_HALF,
-        Dt::F32 => dnn_sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-        d => return Err(format!("convolution of {d:?} values")),
-    };
-    let i = |v: [usize; 4]| v.map(|d| d as i32);
-    let nchw = dnn_sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
-    unsafe {
-        let x_desc = dnn::create_tensor_descriptor().map_err(e("tensor descriptor"))?;
-        let y_desc = dnn::create_tensor_descriptor().map_err(e("tensor descriptor"))?;
-        let w_desc = dnn::create_filter_descriptor().map_err(e("filter descriptor"))?;
-        let conv_desc = dnn::create_convolution_descriptor().map_err(e("conv descriptor"))?;
-        let mut c = Conv {
-            x_desc,
-            w_desc,
-            y_desc,
-            conv_desc,
-            algo:
-                dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-            workspace: 0,
-            x: Addr::NULL,
-            w: Addr::NULL,
-            y: Addr::NULL,
-        };
-        dnn::set_tensor4d_descriptor(x_desc, nchw, data, i(x)).map_err(e("input shape"))?;
-        dnn::set_tensor4d_descriptor(y_desc, nchw, data, i(y)).map_err(e("output shape"))?;
-        dnn::set_filter4d_descriptor(w_desc, data, nchw, i(w)).map_err(e("filter shape"))?;
-        dnn::set_convolution2d_descriptor(
-            conv_desc,
-            pads[0] as i32,
-            pads[1] as i32,
-            strides[0] as i32,
-            strides[1] as i32,
-            dil[0] as i32,
-            dil[1] as i32,
-            dnn_sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-            dnn_sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-        )
-        .map_err(e("geometry"))?;
-        let math = if dt == Dt::F16 {
-            dnn_sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH
-        } else {
-            dnn_sys::cudnnMathType_t::CUDNN_FMA_MATH
-        };
-        dnn::set_convolution_math_type(conv_desc, math).map_err(e("math type"))?;
-        if groups != 1 {
-            dnn::set_convolution_group_count(conv_desc, groups as i32).map_err(e("groups"))?;
-        }
-        let mut perf: [dnn_sys::cudnnConvolutionFwdAlgoPerf_t; 8] = std::mem::zeroed();
-        let mut count = 0i32;
-        dnn::get_convolution_forward_algorithm(
-            b.device.dnn,
-            x_desc,
-            w_desc,
-            conv_desc,
-            y_desc,
-            perf.len() as i32,
-            &mut count,
-            perf.as_mut_ptr(),
-        )
-        .map_err(e("algorithm choice"))?;
-        let pick = perf[..count.max(0) as usize].iter().find(|p| {
-            p.status == dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && p.memory <= WORKSPACE_LIMIT
-        });
-        let Some(p) = pick else {
-            return Err("cuDNN offers no algorithm for this convolution".into());
-        };
-        c.algo = p.algo;
-        c.workspace = dnn::get_convolution_forward_workspace_size(
-            b.device.dnn,
-            x_desc,
-            w_desc,
-            conv_desc,
-            y_desc,
-            c.algo,
-        )
-        .map_err(e("workspace size"))?;
-        b.workspace_bytes = b.workspace_bytes.max(c.workspace);
-        Ok(c)
-    }
 }
 
 /// An attention operand's element strides (batch, head, row, column).
@@ -767,6 +669,79 @@ fn fused_attention(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String>
             },
         ),
         (bn, heads, sq, sk, d, dvh),
+        scale,
+        None,
+    )?;
+    Ok(vec![out])
+}
+
+/// The fused matmul attention (`passes::matmul_attention`): q, k, v [.., positions,
+/// features] of one rank and leading dims, each possibly stored transposed; the leading dims
+/// become the heads.
+fn matmul_attention(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
+    let scale = b.float(o, "scale")?;
+    let mut flags = [false; 4];
+    for (f, p) in flags.iter_mut().zip(["q_t", "k_t", "v_t", "o_t"]) {
+        *f = b.int(o, p)? != 0;
+    }
+    let [q_t, k_t, v_t, o_t] = flags;
+    let q = b.tensor(o, "q")?;
+    let k = b.tensor(o, "k")?;
+    let v = b.tensor(o, "v")?;
+    let out = b.output(o, 0)?;
+    let r = q.shape.len();
+    let same_lead = [&k, &v, &out].iter().all(|t| {
+        t.shape.len() == r && t.shape[..r.saturating_sub(2)] == q.shape[..r.saturating_sub(2)]
+    });
+    if r < 2 || !same_lead {
+        return Err(format!(
+            "matmul attention of {:?}, {:?}, {:?} into {:?}",
+            q.shape, k.shape, v.shape, out.shape
+        ));
+    }
+    // (positions, features) of an operand, and its element strides.
+    let view = |t: &TRef, transposed: bool| {
+        let (rows, cols) = (t.shape[r - 2], t.shape[r - 1]);
+        let h = rows * cols;
+        if transposed {
+            (
+                (cols, rows),
+                Layout4 {
+                    b: 0,
+                    h,
+                    i: 1,
+                    j: cols,
+                },
+            )
+        } else {
+            (
+                (rows, cols),
+                Layout4 {
+                    b: 0,
+                    h,
+                    i: cols,
+                    j: 1,
+                },
+            )
+        }
+    };
+    let (((sq, d), lq), ((sk, d2), lk), ((sk2, dv), lv)) =
+        (view(&q, q_t), view(&k, k_t), view(&v, v_t));
+    let ((osq, odv), lo) = view(&out, o_t);
+    if d != d2 || sk != sk2 || (osq, odv) != (sq, dv) {
+        return Err(format!(
+            "matmul attention of {:?}, {:?}, {:?} into {:?}: sizes differ",
+            q.shape, k.shape, v.shape, out.shape
+        ));
+    }
+    let heads: usize = q.shape[..r - 2].iter().product();
+    emit_attention(
+        b,
+        (&q, lq),
+        (&k, lk),
+        (&v, lv),
+        (&out, lo),
+        (1, heads.max(1), sq, sk, d, dv),
         scale,
         None,
     )?;

@@ -12,7 +12,6 @@ mod linalg;
 mod norm;
 
 use super::EngineError;
-use super::device::Device;
 use super::memory_plan::Lifetime;
 use super::program::{Addr, KArg, Launch, Program, Region};
 use crate::Precision;
@@ -134,8 +133,6 @@ pub struct Translation {
     /// The weights region's size and what to write into it: (offset, bytes).
     pub weights_bytes: usize,
     pub uploads: Vec<(usize, Vec<u8>)>,
-    /// Largest library workspace any launch needs.
-    pub workspace_bytes: usize,
     /// Group-norm statistics scratch size in bytes.
     pub stats_bytes: usize,
     /// Model inputs: (name, operand).
@@ -150,7 +147,7 @@ pub struct Translation {
 
 /// Translation state.
 pub struct Builder<'a> {
-    pub(crate) device: &'a Device,
+    pub(crate) device: &'a DeviceInfo,
     pub(crate) precision: Precision,
     names: HashMap<String, Src>,
     values: Vec<TRef>,
@@ -159,7 +156,6 @@ pub struct Builder<'a> {
     pub(crate) program: Program,
     weights_bytes: usize,
     uploads: Vec<(usize, Vec<u8>)>,
-    pub(crate) workspace_bytes: usize,
     pub(crate) stats_bytes: usize,
     /// Index of the op being translated (the lifetimes' clock).
     step: usize,
@@ -168,13 +164,17 @@ pub struct Builder<'a> {
     op_type: String,
 }
 
-/// Largest library workspace a convolution may take (bytes).
-pub const WORKSPACE_LIMIT: usize = 256 << 20;
+/// What translation needs to know of the GPU (nothing that needs one present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Streaming multiprocessors (grid sizes are chosen to fill them).
+    pub sms: u32,
+}
 
-/// Translates `f` for `device`.
+/// Translates `f` for a GPU like `device`.
 pub fn translate(
     f: &Function,
-    device: &Device,
+    device: &DeviceInfo,
     precision: Precision,
 ) -> Result<Translation, EngineError> {
     let mut b = Builder {
@@ -187,7 +187,6 @@ pub fn translate(
         program: Program::default(),
         weights_bytes: 0,
         uploads: Vec::new(),
-        workspace_bytes: 0,
         stats_bytes: 0,
         step: 0,
         op_name: String::new(),
@@ -259,7 +258,6 @@ pub fn translate(
         buffers: b.buffers,
         weights_bytes: b.weights_bytes,
         uploads: b.uploads,
-        workspace_bytes: b.workspace_bytes,
         stats_bytes: b.stats_bytes,
         values: b
             .names

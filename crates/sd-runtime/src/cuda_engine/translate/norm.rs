@@ -154,8 +154,28 @@ fn softmax(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
     Ok(vec![out])
 }
 
-fn optional_addr(t: &Option<TRef>) -> (Addr, Dt) {
-    t.as_ref().map_or((Addr::NULL, Dt::F32), |t| (t.addr, t.dt))
+/// The addresses of optional gamma and beta (null when absent), checked to hold `n` values
+/// each of one element type, and that type.
+fn gamma_beta(
+    gamma: &Option<TRef>,
+    beta: &Option<TRef>,
+    n: usize,
+) -> Result<(Addr, Addr, Dt), String> {
+    for (p, t) in [("gamma", gamma), ("beta", beta)] {
+        if let Some(t) = t
+            && t.len() != n
+        {
+            return Err(format!("{p} has {} values, {n} expected", t.len()));
+        }
+    }
+    if let (Some(g), Some(b)) = (gamma, beta)
+        && g.dt != b.dt
+    {
+        return Err("gamma and beta of different types".into());
+    }
+    let dt = gamma.as_ref().or(beta.as_ref()).map_or(Dt::F32, |t| t.dt);
+    let addr = |t: &Option<TRef>| t.as_ref().map_or(Addr::NULL, |t| t.addr);
+    Ok((addr(gamma), addr(beta), dt))
 }
 
 fn layer_norm(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
@@ -174,19 +194,7 @@ fn layer_norm(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
             "layer norm over unsorted axes {axes:?} with gamma/beta"
         ));
     }
-    for (p, t) in [("gamma", &gamma), ("beta", &beta)] {
-        if let Some(t) = t
-            && t.len() != n
-        {
-            return Err(format!("{p} has {} values, {n} expected", t.len()));
-        }
-    }
-    let (g, gdt) = optional_addr(&gamma);
-    let (bt, bdt) = optional_addr(&beta);
-    if gamma.is_some() && beta.is_some() && gdt != bdt {
-        return Err("gamma and beta of different types".into());
-    }
-    let dt_gb = if gamma.is_some() { gdt } else { bdt };
+    let (g, bt, dt_gb) = gamma_beta(&gamma, &beta, n)?;
     let (name, grid) = if inner == 1 {
         ("sd_layer_norm", row_grid(b, outer, inner).0)
     } else {
@@ -233,13 +241,7 @@ fn group_norm(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
     }
     let (batch, channels) = (x.shape[0], x.shape[1]);
     let plane: usize = x.shape[2..].iter().product();
-    for (p, t) in [("gamma", &gamma), ("beta", &beta)] {
-        if let Some(t) = t
-            && t.len() != channels
-        {
-            return Err(format!("{p} has {} values, {channels} expected", t.len()));
-        }
-    }
+    let (g, bt, dt_gb) = gamma_beta(&gamma, &beta, channels)?;
     let bg = batch * groups;
     // Enough blocks to fill the GPU: each (batch, group) is summed by `splits` blocks.
     let per = channels / groups * plane;
@@ -273,12 +275,6 @@ fn group_norm(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
             KArg::Ptr(stats),
         ],
     );
-    let (g, gdt) = optional_addr(&gamma);
-    let (bt, bdt) = optional_addr(&beta);
-    let dt_gb = if gamma.is_some() { gdt } else { bdt };
-    if gamma.is_some() && beta.is_some() && gdt != bdt {
-        return Err("gamma and beta of different types".into());
-    }
     b.kernel(
         "sd_group_norm_apply",
         out.len(),

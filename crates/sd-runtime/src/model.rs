@@ -163,6 +163,20 @@ fn const_tensor<B: RtBackend>(
     Ok(ConstTensor::ready(Val::new(t, e.ty.dtype)))
 }
 
+/// A package's (or compiled model's) main function, after the graph passes when `fuse`, and
+/// its description: what every runtime plans from.
+pub(crate) fn read_main(path: &Path, fuse: bool) -> Result<(Function, ModelDescription)> {
+    let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
+    if fuse {
+        crate::passes::run_all(&mut main);
+    }
+    Ok((main, model.description))
+}
+
 enum Src {
     Slot(usize),
     Const(usize),
@@ -194,16 +208,8 @@ impl<B: RtBackend> Model<B> {
         options: LoadOptions<B>,
         registry: &Registry<B>,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
-        if options.fuse {
-            crate::passes::run_all(&mut main);
-        }
-        Self::plan(&main, model.description, options, registry)
+        let (main, description) = read_main(path.as_ref(), options.fuse)?;
+        Self::plan(&main, description, options, registry)
     }
 
     /// Plans a function: slots, constants, constexpr decompression, kernels, last uses.

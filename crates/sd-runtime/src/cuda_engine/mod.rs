@@ -124,13 +124,7 @@ pub fn translate_package(
     precision: Precision,
     sms: u32,
 ) -> Result<Translated, EngineError> {
-    let path = path.as_ref();
-    let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
-    crate::passes::run_all(&mut main);
+    let (main, _) = crate::model::read_main(path.as_ref(), true)?;
     let t = translate::translate(&main, &translate::DeviceInfo { sms }, precision)?;
     let plan = memory_plan::plan(&t.buffers);
     memory_plan::check(&t.buffers, &plan).map_err(EngineError::Cuda)?;
@@ -218,15 +212,9 @@ impl CudaEngine {
         gpu: usize,
         precision: Precision,
     ) -> Result<Self, EngineError> {
-        let path = path.as_ref();
-        let model = sd_mil::read_model(path).map_err(|source| RuntimeError::Package {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut main = model.program.main().ok_or(RuntimeError::NoMain)?.clone();
-        crate::passes::run_all(&mut main);
+        let (main, description) = crate::model::read_main(path.as_ref(), true)?;
         let device = Device::open(gpu)?;
-        Self::from_function(&main, model.description, device, precision)
+        Self::from_function(&main, description, device, precision)
     }
 
     fn from_function(

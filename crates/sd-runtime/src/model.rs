@@ -163,6 +163,24 @@ fn const_tensor<B: RtBackend>(
     Ok(ConstTensor::ready(Val::new(t, e.ty.dtype)))
 }
 
+/// The description's feature `name`, else one made from the program's type of it (a model
+/// whose description omits a function input or output).
+pub(crate) fn feature_of(
+    list: &[FeatureDescription],
+    name: &str,
+    ty: &TensorType,
+) -> FeatureDescription {
+    list.iter()
+        .find(|d| d.name == name)
+        .cloned()
+        .unwrap_or_else(|| FeatureDescription {
+            name: name.to_string(),
+            short_description: String::new(),
+            dtype: sd_mil::ArrayDType::from_dtype(ty.dtype).unwrap_or(sd_mil::ArrayDType::F32),
+            shape: ty.shape.clone(),
+        })
+}
+
 /// A package's (or compiled model's) main function, after the graph passes when `fuse`, and
 /// its description: what every runtime plans from.
 pub(crate) fn read_main(path: &Path, fuse: bool) -> Result<(Function, ModelDescription)> {
@@ -227,18 +245,7 @@ impl<B: RtBackend> Model<B> {
         let mut slots = 0usize;
         let mut inputs = Vec::new();
         for v in &f.inputs {
-            let feat = description
-                .inputs
-                .iter()
-                .find(|d| d.name == v.name)
-                .cloned()
-                .unwrap_or_else(|| FeatureDescription {
-                    name: v.name.clone(),
-                    short_description: String::new(),
-                    dtype: sd_mil::ArrayDType::from_dtype(v.ty.dtype)
-                        .unwrap_or(sd_mil::ArrayDType::F32),
-                    shape: v.ty.shape.clone(),
-                });
+            let feat = feature_of(&description.inputs, &v.name, &v.ty);
             names.insert(v.name.clone(), Src::Slot(slots));
             inputs.push((feat, slots));
             slots += 1;
@@ -380,18 +387,7 @@ impl<B: RtBackend> Model<B> {
                 .value_type(name)
                 .cloned()
                 .unwrap_or_else(|| TensorType::new(DType::F32, Vec::<usize>::new()));
-            let feat = description
-                .outputs
-                .iter()
-                .find(|d| d.name == *name)
-                .cloned()
-                .unwrap_or_else(|| FeatureDescription {
-                    name: name.clone(),
-                    short_description: String::new(),
-                    dtype: sd_mil::ArrayDType::from_dtype(ty.dtype)
-                        .unwrap_or(sd_mil::ArrayDType::F32),
-                    shape: ty.shape.clone(),
-                });
+            let feat = feature_of(&description.outputs, name, &ty);
             outputs.push((feat, src));
         }
         // Last uses: a slot is freed after its last reader, unless it is a model output.

@@ -152,19 +152,6 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Inputs and references from a safetensors file (`in.*`, `out.*`).
-fn io_file(path: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    let (mut ins, mut outs) = (HashMap::new(), HashMap::new());
-    for (name, t) in Tensor::read_safetensors(path).unwrap() {
-        if let Some(n) = name.strip_prefix("in.") {
-            ins.insert(n.to_string(), t);
-        } else if let Some(n) = name.strip_prefix("out.") {
-            outs.insert(n.to_string(), t);
-        }
-    }
-    (ins, outs)
-}
-
 #[test]
 #[ignore = "needs SD_TIMING_PACKAGE and a GPU"]
 fn engine_timing() {

@@ -271,20 +271,13 @@ impl CudaEngine {
         }
         let resolved = t.program.resolve(&device, &bases, convs)?;
         stream.synchronize().map_err(cuda("uploading weights"))?;
+        // Features as described, else as the program types them.
         let feature = |name: &str, list: &[FeatureDescription], r: &TRef| {
-            list.iter()
-                .find(|d| d.name == name)
+            let ty = f
+                .value_type(name)
                 .cloned()
-                .unwrap_or_else(|| FeatureDescription {
-                    name: name.to_string(),
-                    short_description: String::new(),
-                    dtype: match r.dt {
-                        Dt::F16 => sd_mil::ArrayDType::F16,
-                        Dt::I32 => sd_mil::ArrayDType::I32,
-                        _ => sd_mil::ArrayDType::F32,
-                    },
-                    shape: r.shape.clone(),
-                })
+                .unwrap_or_else(|| sd_mil::TensorType::new(sd_mil::DType::F32, r.shape.clone()));
+            crate::model::feature_of(list, name, &ty)
         };
         let inputs = t
             .inputs
@@ -375,6 +368,9 @@ impl CudaEngine {
         crate::input_check::known_inputs(inputs, self.inputs.iter().map(|(f, _)| f.name.as_str()))?;
         let mut run = self.run.lock().unwrap_or_else(|p| p.into_inner());
         let stream = &self.device.stream;
+        // Every input checked before any is copied; the host buffers live until the stream
+        // has finished with them (the synchronisation after the prediction).
+        let mut staged = Vec::with_capacity(self.inputs.len());
         for (feat, r) in &self.inputs {
             let t = inputs
                 .get(&feat.name)
@@ -382,16 +378,18 @@ impl CudaEngine {
                     name: feat.name.clone(),
                 })?;
             crate::input_check::check_input(feat, t, self.index_bounds.get(&feat.name).copied())?;
-            let bytes = encode_input(t, r.dt);
-            let ptr = self.address(r);
-            unsafe { cudarc::driver::result::memcpy_htod_async(ptr, &bytes, stream.cu_stream()) }
-                .map_err(cuda("copying an input to the GPU"))?;
-            // The host buffer must outlive the copy.
-            stream
-                .synchronize()
-                .map_err(cuda("copying an input to the GPU"))?;
+            staged.push((self.address(r), encode_input(t, r.dt)));
         }
-        self.execute(&mut run)?;
+        let copied = staged.iter().try_for_each(|(ptr, bytes)| {
+            unsafe { cudarc::driver::result::memcpy_htod_async(*ptr, bytes, stream.cu_stream()) }
+                .map_err(cuda("copying an input to the GPU"))
+        });
+        let issued = copied.and_then(|()| self.execute(&mut run));
+        if issued.is_err() {
+            // The copies may still read `staged`: wait for them before it is dropped.
+            let _ = stream.synchronize();
+        }
+        issued?;
         stream.synchronize().map_err(|e| {
             EngineError::Cuda(format!(
                 "the prediction failed on the GPU ({e:?}); SD_CUDA_GRAPH=0 SD_CUDA_SYNC=1 names the op"

@@ -23,11 +23,17 @@ pub fn package(folder: &str, component: &str) -> PathBuf {
 
 /// Reference inputs and outputs of a component, without the `in.`/`out.` prefixes.
 pub fn reference(component: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
-    let path = fixtures()
-        .join("reference")
-        .join(format!("{component}.io.safetensors"));
+    io_file(
+        fixtures()
+            .join("reference")
+            .join(format!("{component}.io.safetensors")),
+    )
+}
+
+/// Inputs (`in.*`) and outputs (`out.*`) of a safetensors file, without the prefixes.
+pub fn io_file(path: impl AsRef<Path>) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
     let (mut ins, mut outs) = (HashMap::new(), HashMap::new());
-    for (name, t) in Tensor::read_safetensors(&path).unwrap() {
+    for (name, t) in Tensor::read_safetensors(path.as_ref()).unwrap() {
         if let Some(n) = name.strip_prefix("in.") {
             ins.insert(n.to_string(), t);
         } else if let Some(n) = name.strip_prefix("out.") {

@@ -180,11 +180,24 @@ pub fn emit_binary(
     let (d, s) = collapse(shape, &[so, sx, sy]);
     let contiguous = d.len() <= 1 && s.iter().all(|st| st.first().is_none_or(|v| *v == 1));
     let st = if contiguous {
-        Strided3::default()
+        None
     } else {
-        Strided3::new(&d, &s[0], &s[1], &s[2])?
+        Some(Strided3::new(&d, &s[0], &s[1], &s[2])?)
     };
-    let n = out.len();
+    launch_binary(b, (code, act), dt_in, [out, x, y], out.len(), st);
+    Ok(())
+}
+
+/// Launches `sd_binary` over `n` elements of [out, x, y]: packed operands when `strides` is
+/// `None`, else through its strides (s0 out, s1 x, s2 y).
+pub fn launch_binary(
+    b: &mut Builder<'_>,
+    (code, act): (i32, i32),
+    dt_in: Dt,
+    [out, x, y]: [&TRef; 3],
+    n: usize,
+    strides: Option<Strided3>,
+) {
     b.kernel(
         "sd_binary",
         n,
@@ -197,11 +210,10 @@ pub fn emit_binary(
             KArg::Ptr(out.addr),
             KArg::Ptr(x.addr),
             KArg::Ptr(y.addr),
-            KArg::i32(contiguous as i32),
-            KArg::pod(&st),
+            KArg::i32(strides.is_none() as i32),
+            KArg::pod(&strides.unwrap_or_default()),
         ],
     );
-    Ok(())
 }
 
 fn unary(b: &mut Builder<'_>, o: &Op<'_>, code: i32, act: Activation) -> Result<Vec<TRef>, String> {

@@ -3,7 +3,7 @@
 //! GEMM → softmax → GEMM in query chunks.
 
 use super::elementwise::{act_code, broadcast_strides};
-use super::{Builder, Dt, KArg, Op, TRef, axis};
+use super::{Builder, Dt, KArg, Op, TRef};
 use crate::cuda_engine::flash_attention;
 use crate::cuda_engine::program::{Addr, ConvGeometry, Float, Gemm, Launch};
 use crate::kernels::Activation;
@@ -239,7 +239,7 @@ fn expand_batch(b: &mut Builder<'_>, t: &TRef, batch: &[usize]) -> Result<TRef, 
     let r = t.shape.len();
     let mut full: Vec<usize> = batch.to_vec();
     full.extend(&t.shape[r - 2..]);
-    let dst = b.scratch(&full, t.dt);
+    let dst = b.fresh(&full, t.dt);
     let src = broadcast_strides(&t.shape, &full)?;
     let ds: Vec<i64> = super::packed_strides(&full)
         .iter()
@@ -481,7 +481,7 @@ fn emit_attention(
     while sq % chunk != 0 {
         chunk -= 1;
     }
-    let scores = b.scratch(&[heads, chunk, sk], q.dt);
+    let scores = b.fresh(&[heads, chunk, sk], q.dt);
     for bi in 0..batch {
         let mut start = 0;
         while start < sq {
@@ -571,35 +571,26 @@ fn add_mask(
     let s_out = [(chunk * sk) as i64, sk as i64, 1];
     let s_m = [ms[1], ms[2], ms[3]];
     let base = bi as i64 * ms[0] + start as i64 * ms[2];
-    // scores = scores + mask through sd_binary with explicit strides: the mask operand's
-    // base is folded into its address.
-    let st = super::Strided3::new(&dims, &s_out, &s_out, &s_m)?;
-    let mask_view = TRef {
-        addr: m.addr.at(base as usize * m.dt.size()),
-        ..m.clone()
-    };
     if m.dt != scores.dt {
         return Err(format!(
             "attention mask of {:?} beside {:?} scores",
             m.dt, scores.dt
         ));
     }
+    // The mask operand's base is folded into its address.
+    let mask_view = TRef {
+        addr: m.addr.at(base as usize * m.dt.size()),
+        ..m.clone()
+    };
+    let st = super::Strided3::new(&dims, &s_out, &s_out, &s_m)?;
     let n = heads * rows * sk;
-    b.kernel(
-        "sd_binary",
+    super::elementwise::launch_binary(
+        b,
+        (0, 0),
+        scores.dt,
+        [scores, scores, &mask_view],
         n,
-        vec![
-            KArg::i32(0),
-            KArg::i32(0),
-            scores.dt.code(),
-            scores.dt.code(),
-            KArg::i64(n as i64),
-            KArg::Ptr(scores.addr),
-            KArg::Ptr(scores.addr),
-            KArg::Ptr(mask_view.addr),
-            KArg::i32(0),
-            KArg::pod(&st),
-        ],
+        Some(st),
     );
     Ok(())
 }
@@ -799,7 +790,6 @@ fn sdpa(b: &mut Builder<'_>, o: &Op<'_>) -> Result<Vec<TRef>, String> {
             ..m.clone()
         }
     });
-    let _ = axis;
     emit_attention(
         b,
         (&q, lay(sq, d)),

@@ -78,6 +78,8 @@ pub fn packed_strides(shape: &[usize]) -> Vec<usize> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Strided3 {
     pub rank: i32,
+    /// The 4 bytes C puts after `int rank`, written as zeros so no byte passed is uninitialised.
+    pub _pad: i32,
     pub dims: [i64; 6],
     pub s0: [i64; 6],
     pub s1: [i64; 6],
@@ -305,7 +307,8 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// A new buffer written at the current step.
+    /// A new buffer written at the current step (alive through its last read; a scratch
+    /// buffer no later op reads lives for the current op only).
     pub fn fresh(&mut self, shape: &[usize], dt: Dt) -> TRef {
         let bytes = shape.iter().product::<usize>() * dt.size();
         self.buffers.push(Lifetime {
@@ -321,11 +324,6 @@ impl<'a> Builder<'a> {
             shape: shape.to_vec(),
             dt,
         }
-    }
-
-    /// A scratch buffer alive during the current op only.
-    pub fn scratch(&mut self, shape: &[usize], dt: Dt) -> TRef {
-        self.fresh(shape, dt)
     }
 
     /// Marks `t` read at the current step.
